@@ -1,0 +1,249 @@
+"""Typed training config: defaults, field help, validation, TOML load/save.
+
+This module imports nothing else from the project: it is the single truth that the CLI,
+the UI form, preset files and the worker all read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from lora_studio.errors import UserError
+
+SCHEMA_VERSION = 1
+
+OPTIMIZERS = ("lion", "dadapt_adam", "adamw", "prodigy")
+SCHEDULERS = ("cosine_with_restarts", "cosine", "constant", "constant_with_warmup", "linear")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+
+
+def _f(default: Any, help: str, *, choices: tuple | None = None, min: float | None = None,
+       max: float | None = None, advanced: bool = False, factory: Any = None) -> Any:
+    """A dataclass field that carries its own help text, choices and range."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "advanced": advanced}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run (or LR probe) needs; field names are the user's words."""
+
+    # What to train on
+    name: str = _f("my-lora", "File name stem of the LoRA: NAME-000001.safetensors …")
+    base_model: str = _f("toy", "SD1.5 base: 'toy', a hub id, a diffusers folder or one .safetensors file")
+    dataset: str = _f("", "Folder of frames with .txt tag captions (kohya '6_name' subfolders allowed)")
+    trigger_word: str = _f("", "Tag that names the character; put first in every caption if missing")
+
+    # The recipe (the seed write-up's numbers)
+    epochs: int = _f(8, "Passes over the (repeated) dataset; one LoRA file per epoch", min=1, max=1000)
+    repeats: int = _f(6, "How often each frame is seen per epoch (a '6_name' folder overrides it)", min=1, max=1000)
+    batch_size: int = _f(1, "Frames per optimizer step", min=1, max=64)
+    resolution: int = _f(512, "Training side length in pixels (area of each aspect bucket)", min=32, max=2048)
+    optimizer: str = _f("lion", "Optimizer", choices=OPTIMIZERS)
+    unet_lr: float = _f(1e-4, "UNet learning rate (from the LR probe: d·lr ÷ probe_divisor)", min=0.0, max=10.0)
+    te_lr: float | None = _f(None, "Text-encoder learning rate; empty = unet_lr ÷ te_lr_divisor; 0 = freeze the text encoder", min=0.0, max=10.0)
+    scheduler: str = _f("cosine_with_restarts", "Learning-rate schedule", choices=SCHEDULERS)
+    restart_cycles: int = _f(1, "Number of cosine cycles (hard restarts) over the whole run", min=1, max=100)
+    warmup_steps: int = _f(0, "Linear warmup steps at the start", min=0, max=100000, advanced=True)
+    network_dim: int = _f(32, "LoRA rank (dim)", min=1, max=1024)
+    network_alpha: float = _f(16.0, "LoRA alpha; effective scale is alpha ÷ dim", min=0.0, max=1024)
+    clip_skip: int = _f(2, "Use the CLIP layer this far from the end (2 = A1111 'Clip skip: 2')", min=1, max=12)
+    seed: int = _f(42, "Random seed for the run", min=0, max=2**32 - 1)
+
+    # Captions
+    shuffle_caption: bool = _f(True, "Shuffle tags each step (the first keep_tokens stay put)")
+    keep_tokens: int = _f(1, "Leading tags never shuffled or dropped (the trigger word)", min=0, max=75)
+    tag_dropout: float = _f(0.0, "Chance to drop each non-kept tag per step", min=0.0, max=1.0, advanced=True)
+    caption_extension: str = _f(".txt", "Caption file extension", advanced=True)
+
+    # Buckets
+    enable_buckets: bool = _f(True, "Aspect-ratio buckets instead of square center crops", advanced=True)
+    min_bucket_reso: int = _f(256, "Smallest bucket side", min=32, max=4096, advanced=True)
+    max_bucket_reso: int = _f(1024, "Largest bucket side", min=32, max=4096, advanced=True)
+    bucket_reso_steps: int = _f(64, "Bucket sides are multiples of this", min=8, max=256, advanced=True)
+
+    # Loss and speed
+    noise_offset: float = _f(0.0, "Noise offset (darker darks, brighter brights); 0.05–0.1 is common", min=0.0, max=1.0, advanced=True)
+    min_snr_gamma: float = _f(0.0, "Min-SNR loss weighting gamma; 0 = off, 5 is common", min=0.0, max=100.0, advanced=True)
+    max_grad_norm: float = _f(1.0, "Gradient clipping; 0 = off", min=0.0, max=1000.0, advanced=True)
+    mixed_precision: str = _f("fp16", "Autocast precision on CUDA (CPU always trains in fp32)", choices=MIXED_PRECISION, advanced=True)
+    gradient_checkpointing: bool = _f(False, "Trade speed for memory on CUDA", advanced=True)
+
+    # Saving and samples
+    save_every_n_epochs: int = _f(1, "Write a LoRA file every N epochs (the last epoch is always written)", min=1, max=1000)
+    sample_prompts: list[str] = _f(None, "Prompts sampled after each epoch (A1111 syntax)", factory=list)
+    sample_every_n_epochs: int = _f(1, "Sample every N epochs; 0 = never", min=0, max=1000, advanced=True)
+    sample_steps: int = _f(20, "Sampling steps for previews", min=1, max=150, advanced=True)
+    sample_seed: int = _f(29464874, "Fixed seed for previews, so epochs compare", min=0, max=2**32 - 1, advanced=True)
+
+    # LR probe → real run
+    probe_divisor: float = _f(3.0, "Real run's UNet LR = probe's d·lr ÷ this", min=0.001, max=1000)
+    te_lr_divisor: float = _f(10.0, "Text-encoder LR = UNet LR ÷ this", min=0.001, max=1000)
+
+    def resolved_te_lr(self) -> float:
+        """The text-encoder LR in force: explicit te_lr, or unet_lr ÷ te_lr_divisor."""
+        return self.unet_lr / self.te_lr_divisor if self.te_lr is None else self.te_lr
+
+    def validate(self) -> "TrainConfig":
+        """Check every field's type, range and choices; raise UserError naming the field."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            meta = f.metadata
+            if value is None:
+                if f.name == "te_lr":
+                    continue
+                raise UserError(f"'{f.name}' is missing", meta.get("help", ""))
+            if meta.get("choices") and value not in meta["choices"]:
+                raise UserError(f"'{f.name}' is {value!r}; allowed: {', '.join(meta['choices'])}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise UserError(f"'{f.name}' must be a finite number, got {value}")
+                lo, hi = meta.get("min"), meta.get("max")
+                if (lo is not None and value < lo) or (hi is not None and value > hi):
+                    raise UserError(f"'{f.name}' is {value}; allowed range {lo} … {hi}")
+        if self.min_bucket_reso > self.max_bucket_reso:
+            raise UserError("'min_bucket_reso' is larger than 'max_bucket_reso'")
+        if not self.name or any(c in self.name for c in '/\\:*?"<>|'):
+            raise UserError(f"'name' {self.name!r} cannot be a file name", "use letters, digits, '-' and '_'")
+        return self
+
+    def to_dict(self) -> dict:
+        """All fields as plain TOML-ready values (None left out)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    def changed_fields(self) -> dict:
+        """Only the fields that differ from the defaults (what a sparse preset holds)."""
+        base = TrainConfig()
+        return {k: v for k, v in self.to_dict().items() if getattr(base, k) != v}
+
+
+FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
+
+
+def field_info(name: str) -> dict:
+    """Help text, choices, range and 'advanced' flag of one field (for CLI help and the UI form)."""
+    for f in fields(TrainConfig):
+        if f.name == name:
+            return dict(f.metadata)
+    raise KeyError(name)
+
+
+def _field_type(name: str) -> str:
+    return {f.name: str(f.type) for f in fields(TrainConfig)}[name]
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Turn a value from TOML, the CLI or a UI widget into the field's type, or raise UserError."""
+    if name not in FIELD_NAMES:
+        close = [n for n in FIELD_NAMES if n.startswith(name[:3])]
+        hint = f"did you mean {', '.join(close)}?" if close else "see 'lora-studio train --help-fields'"
+        raise UserError(f"unknown field '{name}'", hint)
+    kind = _field_type(name)
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            number = float(value)
+            if number != int(number):
+                raise ValueError(value)
+            return int(number)
+        if kind.startswith("float"):
+            if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "auto")):
+                if "None" in kind:
+                    return None
+                raise ValueError(value)
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if kind.startswith("list"):
+            if isinstance(value, str):
+                return [p.strip() for p in value.split("|") if p.strip()]
+            return [str(v) for v in value]
+        return str(value)
+    except (TypeError, ValueError):
+        raise UserError(f"'{name}' cannot be {value!r}", f"expected {kind}: {field_info(name)['help']}") from None
+
+
+def config_from_dict(values: dict, base: TrainConfig | None = None) -> TrainConfig:
+    """Apply values over a base config (defaults if none), coercing and validating each field."""
+    values = dict(values)
+    version = values.pop("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise UserError(f"preset schema_version {version} is not supported (this LoRA Studio reads {SCHEMA_VERSION})",
+                        "re-save the preset from this version of the studio")
+    changes = {k: coerce(k, v) for k, v in values.items()}
+    return dataclasses.replace(base or TrainConfig(), **changes).validate()
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """Turn CLI `--set key=value` strings into a dict, keeping values as text for coerce()."""
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise UserError(f"--set {pair!r} is not key=value", "for example --set batch_size=2")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_toml(path: str | Path) -> dict:
+    """Read a TOML file into a dict, with a clear error for syntax mistakes."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise UserError(f"no such file: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path.name} is not valid TOML: {exc}") from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{text}"'
+
+
+def dump_toml(values: dict, header: str = "") -> str:
+    """Write a flat dict as TOML (tomllib reads only; our files are flat, so a writer is a few lines)."""
+    lines = [f"# {line}" for line in header.splitlines()] if header else []
+    for key, value in values.items():
+        if value is not None:
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def save_config(config: TrainConfig, path: str | Path, sparse: bool = False, header: str = "") -> Path:
+    """Write a config (or only its changes, for presets) to TOML atomically."""
+    path = Path(path)
+    values = {"schema_version": SCHEMA_VERSION, **(config.changed_fields() if sparse else config.to_dict())}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dump_toml(values, header), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a full or sparse config TOML file into a validated TrainConfig."""
+    return config_from_dict(load_toml(path))

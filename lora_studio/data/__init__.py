@@ -1,0 +1,1 @@
+"""Frames, captions, review and the training dataset."""

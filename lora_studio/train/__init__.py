@@ -1,0 +1,1 @@
+"""The LoRA training loop, its optimizers, the LR probe and the LoRA file format."""

@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny real SD1.5-shaped models and tiny frame folders, written to disk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never reach the network; a test that needs a hub download must fail, not hang.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def studio_home(tmp_path, monkeypatch) -> Path:
+    """Every test gets its own studio data folder (presets, runs, caches)."""
+    home = tmp_path / "studio-home"
+    monkeypatch.setenv("LORA_STUDIO_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny SD1.5-shaped diffusers folder (random weights), built once per test session."""
+    from lora_studio.models.tiny import build_tiny_components, save_diffusers_folder
+
+    folder = tmp_path_factory.mktemp("tiny-sd15")
+    return save_diffusers_folder(build_tiny_components(seed=0), folder)
+
+
+def draw_frame(path: Path, seed: int, size=(32, 32)) -> None:
+    """A small image with a coloured blob: distinct per seed, deterministic."""
+    from PIL import Image, ImageDraw
+    import random
+
+    rng = random.Random(seed)
+    img = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
+    d = ImageDraw.Draw(img)
+    x, y = rng.randrange(size[0] // 2), rng.randrange(size[1] // 2)
+    d.ellipse([x, y, x + size[0] // 2, y + size[1] // 2], fill=(255, 255, 255))
+    img.save(path)
+
+
+@pytest.fixture
+def tiny_frames(tmp_path) -> Path:
+    """8 tiny frames with tag captions, as a user's frame folder."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(8):
+        draw_frame(folder / f"frame_{i:03d}.png", i)
+        (folder / f"frame_{i:03d}.txt").write_text(f"tibbie, sheep, pose{i % 3}, white background")
+    return folder
