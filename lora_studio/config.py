@@ -45,7 +45,7 @@ class TrainConfig:
     epochs: int = _f(8, "Passes over the (repeated) dataset; one LoRA file per epoch", min=1, max=1000)
     repeats: int = _f(6, "How often each frame is seen per epoch (a '6_name' folder overrides it)", min=1, max=1000)
     batch_size: int = _f(1, "Frames per optimizer step", min=1, max=64)
-    resolution: int = _f(512, "Training side length in pixels (area of each aspect bucket)", min=32, max=2048)
+    resolution: int = _f(512, "Training side length in pixels (area of each aspect bucket)", min=16, max=2048)
     optimizer: str = _f("lion", "Optimizer", choices=OPTIMIZERS)
     unet_lr: float = _f(1e-4, "UNet learning rate (from the LR probe: d·lr ÷ probe_divisor)", min=0.0, max=10.0)
     te_lr: float | None = _f(None, "Text-encoder learning rate; empty = unet_lr ÷ te_lr_divisor; 0 = freeze the text encoder", min=0.0, max=10.0)
@@ -65,8 +65,8 @@ class TrainConfig:
 
     # Buckets
     enable_buckets: bool = _f(True, "Aspect-ratio buckets instead of square center crops", advanced=True)
-    min_bucket_reso: int = _f(256, "Smallest bucket side", min=32, max=4096, advanced=True)
-    max_bucket_reso: int = _f(1024, "Largest bucket side", min=32, max=4096, advanced=True)
+    min_bucket_reso: int = _f(256, "Smallest bucket side", min=8, max=4096, advanced=True)
+    max_bucket_reso: int = _f(1024, "Largest bucket side", min=8, max=4096, advanced=True)
     bucket_reso_steps: int = _f(64, "Bucket sides are multiples of this", min=8, max=256, advanced=True)
 
     # Loss and speed

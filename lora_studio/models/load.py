@@ -50,7 +50,10 @@ class BaseModel:
     def to(self, device, dtype=None) -> "BaseModel":
         """Move all modules to a device (and dtype) in place."""
         for module in (self.unet, self.vae, self.text_encoder):
-            module.to(device=device, dtype=dtype)
+            if dtype is None:  # diffusers warns about fp32 modules whenever dtype= is passed, even None
+                module.to(device=device)
+            else:
+                module.to(device=device, dtype=dtype)
         return self
 
 
@@ -134,6 +137,12 @@ def check_sd15(unet, text_encoder, source: str) -> None:
     """Refuse SDXL/SD2 models early: their LoRAs are a different shape."""
     if getattr(unet.config, "addition_embed_type", None) == "text_time":
         raise UserError(f"{source} is an SDXL model; LoRA Studio trains SD1.5 LoRAs", "pick an SD1.5 checkpoint")
+    if getattr(text_encoder.config, "hidden_act", "quick_gelu") != "quick_gelu":
+        raise UserError(f"{source} is an SD2.x model (OpenCLIP text encoder); LoRA Studio trains SD1.5 LoRAs",
+                        "pick an SD1.5 checkpoint")
+    if unet.config.in_channels != 4:
+        raise UserError(f"{source} is an inpainting (or other {unet.config.in_channels}-channel) model, "
+                        "not a plain SD1.5", "pick an SD1.5 checkpoint")
     if unet.config.cross_attention_dim != text_encoder.config.hidden_size:
         raise UserError(f"{source}: UNet and text encoder do not fit together (not an SD1.5 model)",
                         "pick an SD1.5 checkpoint")

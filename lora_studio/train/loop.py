@@ -1,0 +1,263 @@
+"""The LoRA training loop, top to bottom: setup, data, model, optimizer, loop, save.
+
+`train(config, run_dir, emit, should_stop)` reports through `emit(event)` and asks `should_stop()`;
+it knows nothing of events files, queues or Gradio (the CLI and the worker do that).
+Every random draw is seeded by (seed, step), so a resumed run replays exactly what an
+uninterrupted one would have done from that step on.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+from lora_studio.config import TrainConfig
+from lora_studio.errors import UserError
+
+STATE_FILE = "train_state.pt"
+
+
+def checkpoint_name(config: TrainConfig, epoch: int) -> str:
+    """kohya's per-epoch file name: NAME-000001.safetensors."""
+    return f"{config.name}-{epoch:06d}.safetensors"
+
+
+def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lambda e: None,
+          should_stop: Callable[[], bool] = lambda: False, resume: bool = False, base=None,
+          device: str | None = None) -> dict:
+    """Train a LoRA per config, writing NAME-00000N.safetensors per epoch into run_dir."""
+    import torch
+    import torch.nn.functional as F
+    from accelerate import Accelerator
+
+    from lora_studio.data.buckets import cache_latents, epoch_batches, steps_per_epoch
+    from lora_studio.data.captions import join_tags, shuffle_and_drop, tag_frequency
+    from lora_studio.models.load import load_base
+    from lora_studio.models.text import hidden_states_with_clip_skip, tokenize
+    from lora_studio.train.lora_file import save_lora, training_metadata
+    from lora_studio.train.network import add_lora, load_lora_state, lora_state
+    from lora_studio.train.optim import effective_lrs, make_optimizer, make_scheduler
+
+    config.validate()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started_at = time.time()
+
+    # --- setup: devices and precision (accelerate handles one GPU, several via `accelerate launch`, or CPU)
+    use_cpu = device == "cpu" or not torch.cuda.is_available()
+    accelerator = Accelerator(mixed_precision="no" if use_cpu else config.mixed_precision, cpu=use_cpu)
+    is_main = accelerator.is_main_process
+
+    # --- data: only the frames the user kept, with their edited captions
+    frames, skipped = load_kept_frames(config)
+    for file, reason in skipped:
+        emit({"type": "warning", "message": f"skipped {file}: {reason}"})
+
+    # --- model
+    if base is None:
+        base = load_base(config.base_model)
+    unet, vae, text_encoder, tokenizer = base.unet, base.vae, base.text_encoder, base.tokenizer
+    for module in (unet, vae, text_encoder):
+        module.requires_grad_(False)
+    vae.to(accelerator.device, dtype=torch.float32)
+    emit({"type": "caching", "done": 0, "total": len(frames)})
+    items = cache_latents(
+        frames, vae, resolution=config.resolution, enable_buckets=config.enable_buckets,
+        min_bucket_reso=config.min_bucket_reso, max_bucket_reso=config.max_bucket_reso,
+        bucket_reso_steps=config.bucket_reso_steps, trigger_word=config.trigger_word,
+        device=accelerator.device,
+        progress=lambda i, n: emit({"type": "caching", "done": i, "total": n}),
+    )
+    vae.to("cpu")  # latents are cached: the VAE is not needed on the GPU while training
+
+    train_te = config.resolved_te_lr() > 0
+    unet_params, te_params = add_lora(unet, text_encoder, config.network_dim, config.network_alpha, train_te)
+    if not use_cpu and config.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+        if train_te:
+            text_encoder.gradient_checkpointing_enable()
+
+    # --- optimizer and schedule over the whole run
+    per_epoch = math.ceil(steps_per_epoch(items, config.batch_size) / accelerator.num_processes)
+    total_steps = per_epoch * config.epochs
+    optimizer = make_optimizer(config, unet_params, te_params)
+    scheduler = make_scheduler(config, optimizer, total_steps)
+    unet, text_encoder, optimizer, scheduler = accelerator.prepare(unet, text_encoder, optimizer, scheduler)
+    noise_scheduler = base.noise_scheduler()
+    alphas_cumprod = noise_scheduler.alphas_cumprod.to(accelerator.device)
+
+    step = 0
+    state_path = run_dir / "state" / STATE_FILE
+    if resume:
+        if not state_path.is_file():
+            raise UserError(f"nothing to resume in {run_dir}: no saved training state",
+                            "start a new run, or pick the folder of a run that was stopped")
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        if state["total_steps"] != total_steps:
+            raise UserError("the dataset or settings changed since this run was stopped; resuming would "
+                            "change the LR schedule", "start a new run, or restore the old frames/settings")
+        load_lora_state(accelerator.unwrap_model(unet), accelerator.unwrap_model(text_encoder), state["lora"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = state["step"]
+
+    tags_freq = tag_frequency(frames)
+    emit({"type": "started", "total_steps": total_steps, "steps_per_epoch": per_epoch, "epochs": config.epochs,
+          "frames": len(frames), "start_step": step, "resumed": bool(resume), "device": str(accelerator.device),
+          "config": config.to_dict()})
+
+    def save_state() -> None:
+        if not is_main:
+            return
+        state_path.parent.mkdir(exist_ok=True)
+        tmp = state_path.with_suffix(".tmp")
+        torch.save({"step": step, "total_steps": total_steps,
+                    "lora": lora_state(accelerator.unwrap_model(unet), accelerator.unwrap_model(text_encoder)),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp)
+        tmp.replace(state_path)
+
+    def save_epoch(epoch: int) -> None:
+        if not is_main:
+            return
+        path = run_dir / checkpoint_name(config, epoch)
+        meta = training_metadata(config, epoch=epoch, steps=step, num_images=len(frames),
+                                 tag_frequency=tags_freq, probe_d_lr=_probe_d_lr(run_dir),
+                                 training_started_at=started_at)
+        save_lora(path, accelerator.unwrap_model(unet), accelerator.unwrap_model(text_encoder) if train_te else None,
+                  config.network_alpha, meta)
+        emit({"type": "checkpoint", "path": str(path), "epoch": epoch, "step": step})
+
+    # --- the loop
+    unet.train()
+    text_encoder.train(train_te)
+    last_loss = float("nan")
+    stopped = False
+    try:
+        for epoch in range(step // per_epoch, config.epochs):
+            # The batch order of an epoch depends only on (seed, epoch), so a resume can skip into it.
+            batches = epoch_batches(items, config.batch_size, random.Random(f"{config.seed}-{epoch}"))
+            batches = batches[accelerator.process_index::accelerator.num_processes][:per_epoch]
+            for batch in batches[step - epoch * per_epoch:]:
+                rng = random.Random(f"{config.seed}-step-{step}")
+                gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+                captions = [join_tags(shuffle_and_drop(item.tags, config.keep_tokens, config.shuffle_caption,
+                                                       config.tag_dropout, rng)) for item in batch]
+                latents = torch.stack([item.latent for item in batch]).to(accelerator.device)
+                noise = torch.randn(latents.shape, generator=gen).to(latents.device)
+                if config.noise_offset:
+                    noise += config.noise_offset * torch.randn(latents.shape[:2] + (1, 1), generator=gen).to(latents.device)
+                timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(batch),),
+                                          generator=gen).to(latents.device)
+                noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+                with accelerator.autocast():
+                    ids = tokenize(tokenizer, captions).to(accelerator.device)
+                    with torch.set_grad_enabled(train_te):
+                        embeds = hidden_states_with_clip_skip(text_encoder, ids, config.clip_skip)
+                    pred = unet(noisy, timesteps, embeds).sample
+                target = noise if noise_scheduler.config.prediction_type == "epsilon" else \
+                    noise_scheduler.get_velocity(latents, noise, timesteps)
+                loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+                if config.min_snr_gamma:
+                    snr = alphas_cumprod[timesteps] / (1 - alphas_cumprod[timesteps])
+                    loss = loss * torch.clamp(snr, max=config.min_snr_gamma) / snr
+                loss = loss.mean()
+                accelerator.backward(loss)
+                if config.max_grad_norm:
+                    accelerator.clip_grad_norm_(unet_params + (te_params if train_te else []), config.max_grad_norm)
+                lr_unet, lr_te = effective_lrs(optimizer)  # the LR this step used (d·lr for DAdaptation)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                last_loss = float(loss.detach())
+                if not math.isfinite(last_loss):
+                    raise UserError(f"the loss became {last_loss} at step {step}",
+                                    "lower unet_lr (or run Find LR), or turn mixed_precision to 'no'")
+                if is_main:
+                    emit({"type": "step", "step": step, "epoch": epoch + 1, "loss": last_loss,
+                          "lr_unet": lr_unet, "lr_te": lr_te if train_te else 0.0, "total_steps": total_steps,
+                          "elapsed_s": round(time.time() - started_at, 3)})
+                if should_stop():
+                    stopped = True
+                    break
+            if stopped:
+                break
+            epoch_done = epoch + 1
+            emit({"type": "epoch", "epoch": epoch_done, "step": step})
+            if epoch_done % config.save_every_n_epochs == 0 or epoch_done == config.epochs:
+                save_epoch(epoch_done)
+            save_state()
+            if config.sample_prompts and config.sample_every_n_epochs and (
+                    epoch_done % config.sample_every_n_epochs == 0 or epoch_done == config.epochs):
+                _sample(config, base, accelerator, unet, text_encoder, run_dir, epoch_done, emit)
+            if should_stop():
+                stopped = step < total_steps
+                break
+    except torch.cuda.OutOfMemoryError:
+        raise UserError("out of GPU memory", "lower batch_size, turn on gradient_checkpointing, or use "
+                        "mixed_precision fp16; close other programs using the GPU") from None
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise UserError(f"the disk is full while writing to {run_dir}",
+                            "free some space; the run can be resumed from its last saved epoch") from None
+        raise
+
+    if stopped:
+        save_state()
+        emit({"type": "stopped", "step": step, "epoch": step // per_epoch, "total_steps": total_steps})
+    else:
+        emit({"type": "done", "step": step, "epochs": config.epochs, "loss": last_loss,
+              "elapsed_s": round(time.time() - started_at, 3)})
+    return {"steps": step, "total_steps": total_steps, "stopped": stopped,
+            "files": sorted(str(p) for p in run_dir.glob(f"{config.name}-*.safetensors"))}
+
+
+def load_kept_frames(config: TrainConfig):
+    """The frames the user kept in review, with their edited tags; skipped files with reasons."""
+    from lora_studio.data.review import training_frames
+
+    if not config.dataset:
+        raise UserError("no dataset folder given", "pass --dataset DIR (a folder of images with .txt captions)")
+    report = training_frames(config.dataset, caption_extension=config.caption_extension,
+                             default_repeats=config.repeats)
+    return report.frames, report.skipped
+
+
+def _probe_d_lr(run_dir: Path) -> float | None:
+    """The d·lr found by the LR probe this run's LRs came from, if any (recorded by the CLI/worker)."""
+    import json
+
+    path = run_dir / "probe.json"
+    if path.is_file():
+        return json.loads(path.read_text()).get("d_lr")
+    return None
+
+
+def _sample(config, base, accelerator, unet, text_encoder, run_dir: Path, epoch: int, emit) -> None:
+    """Render the preset's sample prompts with the LoRA as it is now, at a fixed seed."""
+    import torch
+
+    from lora_studio.generate.pipeline import render
+
+    samples = run_dir / "samples"
+    samples.mkdir(exist_ok=True)
+    unet.eval()
+    text_encoder.eval()
+    base.vae.to(accelerator.device)
+    try:
+        with torch.no_grad():
+            for i, prompt in enumerate(config.sample_prompts):
+                size = config.resolution
+                image = render(base, prompt, sampler="DPM++ 2M Karras", steps=config.sample_steps, cfg=7.0,
+                               width=size, height=size, seed=config.sample_seed, clip_skip=config.clip_skip)
+                path = samples / f"{config.name}-e{epoch:06d}-{i:02d}.png"
+                image.save(path)
+                emit({"type": "sample", "path": str(path), "epoch": epoch, "prompt": prompt})
+    finally:
+        base.vae.to("cpu")
+        unet.train()
+        text_encoder.train(config.resolved_te_lr() > 0)

@@ -1,0 +1,93 @@
+"""The LoRA network: peft adapters on SD1.5's attention layers, initialised and scaled as kohya does.
+
+kohya's LoRAModule and peft's LoRA layer compute the same thing: W·x + up(down(x)) · alpha/dim, with
+`down` kaiming-uniform and `up` zero at the start (peft's init_lora_weights=True). So a file written
+by lora_file.py from these adapters means in A1111 exactly what it meant while training.
+"""
+
+from __future__ import annotations
+
+from lora_studio.errors import UserError
+
+# SD1.5 attention projections: self-attention (attn1) and cross-attention (attn2) in every transformer block.
+UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+# CLIP's self-attention projections in every encoder layer.
+TE_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+ADAPTER = "default"
+
+
+def effective_alpha(network_dim: int, network_alpha: float) -> float:
+    """The alpha in force: kohya treats alpha 0 (or none) as alpha = dim, i.e. scale 1."""
+    return float(network_alpha) if network_alpha else float(network_dim)
+
+
+def has_lora(module) -> bool:
+    """Whether a model carries our LoRA adapter."""
+    return module is not None and ADAPTER in (getattr(module, "peft_config", None) or {})
+
+
+def _lora_config(targets: tuple[str, ...], network_dim: int, network_alpha: float):
+    from peft import LoraConfig
+
+    return LoraConfig(r=network_dim, lora_alpha=effective_alpha(network_dim, network_alpha),
+                      target_modules=list(targets), lora_dropout=0.0, init_lora_weights=True)
+
+
+def _trainable_float32(module) -> list:
+    # LoRA weights are created in the base's dtype; an fp16 base would give fp16 master weights that
+    # GradScaler refuses to unscale. diffusers' examples upcast the same way (cast_training_params).
+    import torch
+
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.data = p.data.to(torch.float32)
+    return params
+
+
+def add_lora(unet, text_encoder, network_dim: int, network_alpha: float,
+             train_text_encoder: bool = True) -> tuple[list, list]:
+    """Inject LoRA into UNet and CLIP attention, freeze the base; return (unet_params, te_params)."""
+    unet.requires_grad_(False)
+    unet.add_adapter(_lora_config(UNET_TARGETS, network_dim, network_alpha), adapter_name=ADAPTER)
+    unet_params = _trainable_float32(unet)
+    te_params: list = []
+    if text_encoder is not None:
+        text_encoder.requires_grad_(False)
+        if train_text_encoder:
+            text_encoder.add_adapter(_lora_config(TE_TARGETS, network_dim, network_alpha), adapter_name=ADAPTER)
+            te_params = _trainable_float32(text_encoder)
+    return unet_params, te_params
+
+
+def lora_state(unet, text_encoder) -> dict:
+    """The trainable LoRA weights in peft format ('unet.…', 'text_encoder.…'), copied to the CPU."""
+    from peft.utils import get_peft_model_state_dict
+
+    state = {}
+    for prefix, module in (("unet", unet), ("text_encoder", text_encoder)):
+        if has_lora(module):
+            for key, value in get_peft_model_state_dict(module, adapter_name=ADAPTER).items():
+                state[f"{prefix}.{key}"] = value.detach().to("cpu", copy=True)
+    return state
+
+
+def load_lora_state(unet, text_encoder, state: dict) -> None:
+    """Put weights saved by lora_state() back into adapters made by add_lora() with the same settings."""
+    from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+
+    for prefix, module in (("unet", unet), ("text_encoder", text_encoder)):
+        part = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+        if not part and not has_lora(module):
+            continue
+        if not has_lora(module):
+            raise UserError(f"the saved training state has {prefix} LoRA weights but this run does not train the {prefix}",
+                            "resume with the same te_lr as the original run (0 freezes the text encoder)")
+        expected = set(get_peft_model_state_dict(module, adapter_name=ADAPTER))
+        if set(part) != expected:
+            raise UserError(f"the saved training state does not fit this run's {prefix} LoRA",
+                            "resume with the settings of the original run (network_dim, te_lr)")
+        try:
+            set_peft_model_state_dict(module, part, adapter_name=ADAPTER)
+        except RuntimeError as exc:  # shape mismatch: network_dim changed
+            raise UserError(f"the saved training state does not fit this run's {prefix} LoRA: {exc}",
+                            "resume with the network_dim of the original run") from None
