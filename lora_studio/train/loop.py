@@ -29,21 +29,37 @@ def checkpoint_name(config: TrainConfig, epoch: int) -> str:
 def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lambda e: None,
           should_stop: Callable[[], bool] = lambda: False, resume: bool = False, base=None,
           device: str | None = None) -> dict:
-    """Train a LoRA per config, writing NAME-00000N.safetensors per epoch into run_dir."""
+    """Train a LoRA per config, writing NAME-00000N.safetensors per epoch into run_dir.
+
+    A base model passed in (the worker keeps one loaded) is handed back without the LoRA.
+    """
+    from lora_studio.models.load import load_base
+    from lora_studio.train.network import remove_lora
+
+    config.validate()
+    frames, skipped = load_kept_frames(config)  # before the model: a bad folder should fail fast
+    for file, reason in skipped:
+        emit({"type": "warning", "message": f"skipped {file}: {reason}"})
+    if base is None:
+        base = load_base(config.base_model)
+    try:
+        return _train(config, Path(run_dir), emit, should_stop, resume, base, frames, device)
+    finally:
+        remove_lora(base.unet, base.text_encoder)
+
+
+def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> dict:
     import torch
     import torch.nn.functional as F
     from accelerate import Accelerator
 
     from lora_studio.data.buckets import cache_latents, epoch_batches, steps_per_epoch
     from lora_studio.data.captions import join_tags, shuffle_and_drop, tag_frequency
-    from lora_studio.models.load import load_base
     from lora_studio.models.text import hidden_states_with_clip_skip, tokenize
     from lora_studio.train.lora_file import save_lora, training_metadata
     from lora_studio.train.network import add_lora, load_lora_state, lora_state
     from lora_studio.train.optim import effective_lrs, make_optimizer, make_scheduler
 
-    config.validate()
-    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     started_at = time.time()
 
@@ -52,14 +68,7 @@ def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lam
     accelerator = Accelerator(mixed_precision="no" if use_cpu else config.mixed_precision, cpu=use_cpu)
     is_main = accelerator.is_main_process
 
-    # --- data: only the frames the user kept, with their edited captions
-    frames, skipped = load_kept_frames(config)
-    for file, reason in skipped:
-        emit({"type": "warning", "message": f"skipped {file}: {reason}"})
-
     # --- model
-    if base is None:
-        base = load_base(config.base_model)
     unet, vae, text_encoder, tokenizer = base.unet, base.vae, base.text_encoder, base.tokenizer
     for module in (unet, vae, text_encoder):
         module.requires_grad_(False)
@@ -75,6 +84,11 @@ def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lam
     vae.to("cpu")  # latents are cached: the VAE is not needed on the GPU while training
 
     train_te = config.resolved_te_lr() > 0
+    if accelerator.mixed_precision in ("fp16", "bf16"):
+        # The frozen base in half precision halves its memory; add_lora keeps the LoRA weights in fp32.
+        half = torch.float16 if accelerator.mixed_precision == "fp16" else torch.bfloat16
+        unet.to(accelerator.device, dtype=half)
+        text_encoder.to(accelerator.device, dtype=half)
     unet_params, te_params = add_lora(unet, text_encoder, config.network_dim, config.network_alpha, train_te)
     if not use_cpu and config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
@@ -106,6 +120,10 @@ def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lam
         step = state["step"]
 
     tags_freq = tag_frequency(frames)
+    dataset_dirs: dict = {}
+    for frame in frames:
+        entry = dataset_dirs.setdefault(frame.path.parent.name, {"n_repeats": frame.repeats, "img_count": 0})
+        entry["img_count"] += 1
     emit({"type": "started", "total_steps": total_steps, "steps_per_epoch": per_epoch, "epochs": config.epochs,
           "frames": len(frames), "start_step": step, "resumed": bool(resume), "device": str(accelerator.device),
           "config": config.to_dict()})
@@ -124,9 +142,11 @@ def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lam
         if not is_main:
             return
         path = run_dir / checkpoint_name(config, epoch)
-        meta = training_metadata(config, epoch=epoch, steps=step, num_images=len(frames),
+        # kohya counts images with their repeats (ss_num_train_images).
+        meta = training_metadata(config, epoch=epoch, steps=step, num_images=sum(f.repeats for f in frames),
                                  tag_frequency=tags_freq, probe_d_lr=_probe_d_lr(run_dir),
-                                 training_started_at=started_at)
+                                 training_started_at=started_at, num_batches_per_epoch=per_epoch,
+                                 max_train_steps=total_steps, dataset_dirs=dataset_dirs)
         save_lora(path, accelerator.unwrap_model(unet), accelerator.unwrap_model(text_encoder) if train_te else None,
                   config.network_alpha, meta)
         emit({"type": "checkpoint", "path": str(path), "epoch": epoch, "step": step})

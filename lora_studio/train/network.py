@@ -59,6 +59,20 @@ def add_lora(unet, text_encoder, network_dim: int, network_alpha: float,
     return unet_params, te_params
 
 
+def remove_lora(unet, text_encoder) -> None:
+    """Take the training adapter out again, so a base model kept loaded by the worker is clean."""
+    # Deleting the adapter would leave empty peft wrappers (keys renamed to *.base_layer.*);
+    # diffusers' recurse_remove_peft_layers restores the original modules.
+    from diffusers.utils.peft_utils import recurse_remove_peft_layers
+
+    for module in (unet, text_encoder):
+        if has_lora(module):
+            recurse_remove_peft_layers(module)
+            del module.peft_config
+            if hasattr(module, "_hf_peft_config_loaded"):
+                module._hf_peft_config_loaded = False
+
+
 def lora_state(unet, text_encoder) -> dict:
     """The trainable LoRA weights in peft format ('unet.…', 'text_encoder.…'), copied to the CPU."""
     from peft.utils import get_peft_model_state_dict

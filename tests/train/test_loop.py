@@ -122,3 +122,16 @@ def test_empty_dataset_folder_is_a_clear_error(tiny_model_dir, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError):
         train(tiny_config(tiny_model_dir, tmp_path / "empty"), tmp_path / "run")
+
+
+def test_a_base_model_kept_loaded_comes_back_without_the_lora(tiny_model_dir, tiny_frames, tmp_path):
+    from lora_studio.models.load import load_base
+    from lora_studio.train.network import has_lora
+
+    base = load_base(str(tiny_model_dir))
+    before = {k: v.clone() for k, v in base.unet.state_dict().items()}
+    train(tiny_config(tiny_model_dir, tiny_frames, epochs=1), tmp_path / "run", base=base)
+    assert not has_lora(base.unet) and not has_lora(base.text_encoder)
+    after = base.unet.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
