@@ -8,6 +8,7 @@ uninterrupted one would have done from that step on.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import math
 import random
@@ -37,6 +38,11 @@ def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lam
     from lora_studio.train.network import remove_lora
 
     config.validate()
+    if not config.trigger_word and config.dataset:
+        from lora_studio.data.review import ReviewState
+
+        # The trigger word set in the Dataset tab counts when the run does not name one.
+        config = dataclasses.replace(config, trigger_word=ReviewState.load(config.dataset).trigger_word)
     frames, skipped = load_kept_frames(config)  # before the model: a bad folder should fail fast
     for file, reason in skipped:
         emit({"type": "warning", "message": f"skipped {file}: {reason}"})
