@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from lora_studio.config import FIELD_NAMES, TrainConfig, config_from_dict, field_info, load_config, parse_overrides, save_config
+from lora_studio.config import FIELD_NAMES, TrainConfig, config_from_dict, field_info, parse_overrides, save_config
 from lora_studio.errors import UserError
 
 JOB_FILE = "job.toml"
@@ -79,7 +79,9 @@ def cmd_train(args) -> int:
         run_dir = Path(args.resume if isinstance(args.resume, str) else args.output or "")
         if not (run_dir / JOB_FILE).is_file():
             raise UserError(f"nothing to resume in {run_dir}", "pass the folder of a stopped run: --resume RUN_DIR")
-        config = load_config(run_dir / JOB_FILE)
+        from lora_studio.jobs import load_job
+
+        config = load_job(run_dir).config  # a run started in the studio has job keys besides the config
         args.output = str(run_dir)
         from lora_studio.runfiles import clear_stop
 

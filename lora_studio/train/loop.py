@@ -95,6 +95,7 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
         half = torch.float16 if accelerator.mixed_precision == "fp16" else torch.bfloat16
         unet.to(accelerator.device, dtype=half)
         text_encoder.to(accelerator.device, dtype=half)
+    torch.manual_seed(config.seed)  # the LoRA's random init: same config, same files
     unet_params, te_params = add_lora(unet, text_encoder, config.network_dim, config.network_alpha, train_te)
     if not use_cpu and config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()

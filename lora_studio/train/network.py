@@ -60,17 +60,29 @@ def add_lora(unet, text_encoder, network_dim: int, network_alpha: float,
 
 
 def remove_lora(unet, text_encoder) -> None:
-    """Take the training adapter out again, so a base model kept loaded by the worker is clean."""
-    # Deleting the adapter would leave empty peft wrappers (keys renamed to *.base_layer.*);
-    # diffusers' recurse_remove_peft_layers restores the original modules.
-    from diffusers.utils.peft_utils import recurse_remove_peft_layers
+    """Undo what training did to the base modules, so a base kept loaded by the worker is clean."""
+    # Checked diffusers 0.42 / transformers 5 / accelerate: unload_lora() is diffusers-only and
+    # delete_adapter() leaves peft's wrapper layers (keys renamed *.base_layer.*);
+    # recurse_remove_peft_layers (what unload_lora calls) restores the base layers on any module.
+    from diffusers.utils import recurse_remove_peft_layers
 
+    # Checkpointing off first: transformers' disable also removes the input-grad hook it added for peft.
+    if getattr(unet, "is_gradient_checkpointing", False):
+        unet.disable_gradient_checkpointing()
+    if text_encoder is not None and any(getattr(m, "gradient_checkpointing", False) for m in text_encoder.modules()):
+        (getattr(text_encoder, "activation_checkpointing_disable", None) or text_encoder.gradient_checkpointing_disable)()
     for module in (unet, text_encoder):
+        if module is None:
+            continue
         if has_lora(module):
             recurse_remove_peft_layers(module)
-            del module.peft_config
-            if hasattr(module, "_hf_peft_config_loaded"):
-                module._hf_peft_config_loaded = False
+        module.__dict__.pop("peft_config", None)
+        if hasattr(module, "_hf_peft_config_loaded"):
+            module._hf_peft_config_loaded = False
+        # accelerate.prepare() with mixed precision wraps forward on the instance; drop the wrapper.
+        if "_original_forward" in module.__dict__:
+            module.__dict__.pop("forward", None)
+            module.__dict__.pop("_original_forward")
 
 
 def lora_state(unet, text_encoder) -> dict:

@@ -1,0 +1,377 @@
+"""The UI/CLI side of jobs: create a job folder, start the worker if needed, read events, ask to stop.
+
+A job is a folder runs/<job-id>/ holding job.toml (its kind and full config), events.jsonl and maybe
+STOP. Its state is read from the last event: the submitter appends `queued`, the worker appends
+`running`, then the engine's events until `done`, `stopped` or `error`. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lora_studio import paths, runfiles
+from lora_studio.config import SCHEMA_VERSION, TrainConfig, config_from_dict, dump_toml, load_toml
+from lora_studio.errors import UserError
+
+JOB_FILE = "job.toml"
+KINDS = ("train", "probe", "sweep")
+TERMINAL = ("done", "stopped", "error")
+SWEEP_BATCH_SIZES = (1, 2, 3, 4)
+# Keys of job.toml that describe the job rather than the training config.
+JOB_KEYS = ("kind", "batch_sizes", "created")
+
+
+@dataclass
+class Job:
+    """One queued or finished piece of work for the worker."""
+
+    run_dir: Path
+    kind: str
+    config: TrainConfig
+    batch_sizes: list[int] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        """The folder name, which sorts by creation time."""
+        return self.run_dir.name
+
+
+_last_id_ms = 0
+
+
+def new_job_id(kind: str, name: str) -> str:
+    """A folder name that sorts by creation time and says what it is: 20250101-120000-123-train-name."""
+    global _last_id_ms
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "job"
+    # Strictly increasing milliseconds: two jobs queued in one click still sort in queue order.
+    ms = _last_id_ms = max(int(time.time() * 1000), _last_id_ms + 1)
+    job_id = f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(ms / 1000))}-{ms % 1000:03d}-{kind}-{stem}"
+    while (paths.runs_dir() / job_id).exists():  # another process took this very name
+        job_id += "-"
+    return job_id
+
+
+def _absolute_paths(config: TrainConfig) -> TrainConfig:
+    """Resolve relative folders now: the worker may run in another working directory."""
+    changes = {}
+    if config.dataset:
+        changes["dataset"] = str(Path(config.dataset).expanduser().resolve())
+    if config.base_model != "toy" and Path(config.base_model).expanduser().exists():
+        changes["base_model"] = str(Path(config.base_model).expanduser().resolve())
+    return dataclasses.replace(config, **changes)
+
+
+def check_inputs(config: TrainConfig) -> None:
+    """Refuse, before queueing, what would fail at once in the worker: bad model spec, no frames."""
+    from lora_studio.models.load import describe_source
+
+    config.validate()
+    describe_source(config.base_model)
+    kept_frames(config)
+
+
+def submit(kind: str, config: TrainConfig, *, batch_sizes=None, start_worker: bool = True) -> Job:
+    """Write runs/<id>/job.toml, queue it, and start the worker if none is running."""
+    if kind not in KINDS:
+        raise UserError(f"unknown job kind {kind!r}", f"one of {', '.join(KINDS)}")
+    config = _absolute_paths(config).validate()
+    run_dir = paths.runs_dir() / new_job_id(kind, config.name)
+    run_dir.mkdir(parents=True)
+    sizes = [int(b) for b in (batch_sizes or SWEEP_BATCH_SIZES)] if kind == "sweep" else []
+    values = {"kind": kind, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "schema_version": SCHEMA_VERSION}
+    if sizes:
+        values["batch_sizes"] = sizes
+    values.update(config.to_dict())
+    tmp = run_dir / (JOB_FILE + ".tmp")
+    tmp.write_text(dump_toml(values, header=f"LoRA Studio job: {kind}"), encoding="utf-8")
+    tmp.replace(run_dir / JOB_FILE)
+    runfiles.append_event(run_dir, {"type": "queued", "kind": kind, "resume": False})
+    if start_worker:
+        ensure_worker()
+    return Job(run_dir, kind, config, sizes)
+
+
+def load_job(run_dir: Path) -> Job:
+    """Read a job folder's job.toml back into a Job (a plain config file counts as a train job)."""
+    run_dir = Path(run_dir)
+    values = load_toml(run_dir / JOB_FILE)
+    kind = values.get("kind", "train")
+    batch_sizes = [int(b) for b in values.get("batch_sizes", [])]
+    config = config_from_dict({k: v for k, v in values.items() if k not in JOB_KEYS})
+    return Job(run_dir, kind, config, batch_sizes)
+
+
+def last_event(run_dir: Path) -> dict | None:
+    """The newest complete event of a run, read from the end of the file (runs can be long)."""
+    path = Path(run_dir) / runfiles.EVENTS
+    if not path.is_file():
+        return None
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        chunk = 1 << 14
+        while True:
+            start = max(0, size - chunk)
+            fh.seek(start)
+            data = fh.read(size - start)
+            lines = [line for line in data.split(b"\n")[:-1] if line.strip()]  # last piece: unfinished line
+            if len(lines) > (0 if start == 0 else 1):
+                return json.loads(lines[-1])
+            if start == 0:
+                return None
+            chunk *= 4
+
+
+def job_state(run_dir: Path, worker_alive: bool | None = None) -> str:
+    """queued, running, done, stopped, error, or interrupted (running, but no worker is alive)."""
+    event = last_event(run_dir)
+    if event is None or event.get("type") == "queued":
+        return "queued"
+    kind = event.get("type")
+    if kind in TERMINAL:
+        return kind
+    if worker_alive is None:
+        worker_alive = worker_running()
+    return "running" if worker_alive else "interrupted"
+
+
+def list_jobs() -> list[Path]:
+    """Every job folder, newest first."""
+    root = paths.runs_dir()
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.iterdir() if (p / JOB_FILE).is_file()), key=lambda p: p.name, reverse=True)
+
+
+def queued_jobs() -> list[Path]:
+    """Jobs waiting for the worker, oldest request first."""
+    waiting = []
+    for run_dir in list_jobs():
+        event = last_event(run_dir)
+        if event is not None and event.get("type") == "queued":
+            waiting.append((event.get("time", 0.0), run_dir.name, run_dir))
+    return [run_dir for _, _, run_dir in sorted(waiting)]
+
+
+def active_job() -> Path | None:
+    """The job to show on opening the studio: the running one, else the next queued, else the newest."""
+    jobs = list_jobs()
+    alive = worker_running()
+    for run_dir in jobs:
+        if job_state(run_dir, alive) == "running":
+            return run_dir
+    waiting = queued_jobs()
+    return waiting[0] if waiting else (jobs[0] if jobs else None)
+
+
+def stop(run_dir: Path) -> None:
+    """Ask a running job to stop after its current step (state saved, resumable); a queued one is skipped."""
+    runfiles.request_stop(run_dir)
+
+
+def resume(run_dir: Path, start_worker: bool = True) -> None:
+    """Queue a stopped or interrupted train/sweep job again; it continues from its last saved state."""
+    run_dir = Path(run_dir)
+    job = load_job(run_dir)
+    state = job_state(run_dir)
+    if job.kind not in ("train", "sweep"):
+        raise UserError(f"a {job.kind} job cannot be resumed", "start it again instead")
+    if state not in ("stopped", "error", "interrupted"):
+        raise UserError(f"this job is {state}; only a stopped or failed run can be resumed")
+    runfiles.clear_stop(run_dir)
+    runfiles.append_event(run_dir, {"type": "queued", "kind": job.kind, "resume": True})
+    if start_worker:
+        ensure_worker()
+
+
+# --- the worker process -------------------------------------------------------------------------
+
+_spawned: list[subprocess.Popen] = []
+
+
+def worker_log_path() -> Path:
+    """Where a worker started by the studio writes its output."""
+    return paths.data_home() / "worker.log"
+
+
+def worker_running() -> bool:
+    """True while some worker process holds the lock."""
+    from lora_studio.worker import lock_is_held
+
+    for proc in list(_spawned):
+        if proc.poll() is not None:  # reap finished workers so they do not linger as zombies
+            _spawned.remove(proc)
+    return lock_is_held()
+
+
+def ensure_worker() -> bool:
+    """Start `python -m lora_studio.worker` in the background unless one runs; True if one was started."""
+    if worker_running():
+        return False
+    log = worker_log_path()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    # The worker must import this same checkout, installed or not.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.project_root()), env.get("PYTHONPATH")]))
+    kwargs = {"start_new_session": True} if os.name == "posix" else {
+        "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+    with open(log, "ab") as out:
+        _spawned.append(subprocess.Popen([sys.executable, "-m", "lora_studio.worker"], stdout=out,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, **kwargs))
+    return True
+
+
+def worker_log_tail(lines: int = 12) -> str:
+    """The last lines of the worker's log, to show when it died without writing an error event."""
+    log = worker_log_path()
+    if not log.is_file():
+        return ""
+    return "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+
+# --- what the user sees before starting ---------------------------------------------------------
+
+def kept_frames(config: TrainConfig) -> list:
+    """The frames a run would train on (review exclusions applied), or UserError if there are none."""
+    from lora_studio.train.loop import load_kept_frames
+
+    frames, _skipped = load_kept_frames(config)
+    return frames
+
+
+def step_budget(config: TrainConfig, frames: list) -> dict:
+    """frames × repeats × epochs ÷ batch, counted per aspect bucket as the loop does."""
+    from lora_studio.data.buckets import bucket_sizes, pick_bucket
+
+    # Same bucket choice as data.buckets.cache_latents (SD1.5's VAE works on 8-pixel cells).
+    if config.enable_buckets:
+        buckets = bucket_sizes(config.resolution, config.min_bucket_reso, config.max_bucket_reso,
+                               config.bucket_reso_steps)
+    else:
+        buckets = [(config.resolution // 8 * 8,) * 2]
+    counts: dict = {}
+    for frame in frames:
+        bucket = pick_bucket(frame.width, frame.height, buckets)
+        counts[bucket] = counts.get(bucket, 0) + frame.repeats
+    per_epoch = sum(math.ceil(n / config.batch_size) for n in counts.values())
+    return {"frames": len(frames), "images_per_epoch": sum(counts.values()), "steps_per_epoch": per_epoch,
+            "total_steps": per_epoch * config.epochs, "buckets": len(counts)}
+
+
+# --- following a run ----------------------------------------------------------------------------
+
+@dataclass
+class Progress:
+    """Everything the monitor shows, folded from a run's events (fed in order, possibly in pieces)."""
+
+    kind: str = ""
+    state: str = "queued"
+    run: str = ""
+    total_steps: int = 0
+    epochs: int = 0
+    step: int = 0
+    epoch: int = 0
+    losses: list = field(default_factory=list)   # (step, raw, smoothed)
+    lrs: list = field(default_factory=list)      # (step, lr_unet, lr_te)
+    samples: list = field(default_factory=list)  # (path, caption)
+    checkpoints: list = field(default_factory=list)  # (path, epoch)
+    probe: dict | None = None
+    error: dict | None = None
+    note: str = ""
+    offset: int = 0
+    _rate_start: tuple | None = None
+    _rate_now: tuple | None = None
+    _ema: float | None = None
+    _ema_n: int = 0
+
+    SMOOTHING = 0.9  # TensorBoard's default slider value
+
+    def read_new(self, run_dir: Path) -> bool:
+        """Read events appended since the last call; True if anything changed."""
+        events, self.offset = runfiles.read_events(run_dir, self.offset)
+        for event in events:
+            self.feed(event)
+        return bool(events)
+
+    def feed(self, event: dict) -> None:
+        """Fold one event into the view."""
+        kind = event.get("type")
+        if event.get("run", self.run) != self.run:  # a sweep moved on to its next batch size
+            self.run = event["run"]
+            self.losses, self.lrs, self._ema, self._ema_n, self._rate_start = [], [], None, 0, None
+        if kind == "queued":
+            self.kind = event.get("kind", self.kind)
+            self.state, self.error, self.note = "queued", None, "waiting for the worker"
+        elif kind == "running":
+            self.state, self.note = "running", "loading the model"
+        elif kind == "caching":
+            self.note = f"encoding frames {event.get('done', 0)}/{event.get('total', 0)}"
+        elif kind == "started":
+            self.state, self.note = "running", ""
+            self.total_steps = event.get("total_steps", 0)
+            self.epochs = event.get("epochs", 0)
+            self.step = event.get("start_step", 0)
+            self._rate_start = None
+        elif kind == "step":
+            self._step(event)
+        elif kind == "epoch":
+            self.epoch = event.get("epoch", self.epoch)
+        elif kind == "checkpoint":
+            self.checkpoints = [c for c in self.checkpoints if c[0] != event["path"]] + [(event["path"], event.get("epoch"))]
+        elif kind == "sample":
+            caption = f"epoch {event.get('epoch')}: {event.get('prompt', '')}"
+            self.samples = [s for s in self.samples if s[0] != event["path"]] + [(event["path"], caption)]
+        elif kind == "probe":
+            self.probe = {k: v for k, v in event.items() if k not in ("type", "time")}
+        elif kind == "warning":
+            self.note = event.get("message", "")
+        elif kind in TERMINAL:
+            self.state = kind
+            self.note = ""
+            if kind == "error":
+                self.error = {"message": event.get("message", ""), "hint": event.get("hint", "")}
+
+    def _step(self, event: dict) -> None:
+        step, loss = event["step"], event["loss"]
+        if self.losses and step <= self.losses[-1][0]:
+            # A resumed run repeats the steps after its last saved state: keep only the new ones.
+            self.losses = [p for p in self.losses if p[0] < step]
+            self.lrs = [p for p in self.lrs if p[0] < step]
+            self._ema = self.losses[-1][2] if self.losses else None
+        self._ema = loss if self._ema is None else self.SMOOTHING * self._ema + (1 - self.SMOOTHING) * loss
+        self.losses.append((step, loss, self._ema))
+        self.lrs.append((step, event.get("lr_unet", 0.0), event.get("lr_te", 0.0)))
+        self.step, self.epoch = step, event.get("epoch", self.epoch)
+        self.total_steps = event.get("total_steps", self.total_steps)
+        now = (step, event.get("time", time.time()))
+        if self._rate_start is None:
+            self._rate_start = now
+        self._rate_now = now
+
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the speed measured since this (re)start, or None before two steps."""
+        if not self._rate_start or not self._rate_now or self._rate_now[0] <= self._rate_start[0]:
+            return None
+        rate = (self._rate_now[0] - self._rate_start[0]) / max(1e-6, self._rate_now[1] - self._rate_start[1])
+        return max(0.0, (self.total_steps - self.step) / rate)
+
+
+def format_duration(seconds: float | None) -> str:
+    """'1h 02m', '3m 05s', '12s' or '…' when unknown."""
+    if seconds is None:
+        return "…"
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds}s"
