@@ -167,7 +167,9 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
         for epoch in range(step // per_epoch, config.epochs):
             # The batch order of an epoch depends only on (seed, epoch), so a resume can skip into it.
             batches = epoch_batches(items, config.batch_size, random.Random(f"{config.seed}-{epoch}"))
-            batches = batches[accelerator.process_index::accelerator.num_processes][:per_epoch]
+            batches = batches[accelerator.process_index::accelerator.num_processes]
+            # Under DDP every process must take the same number of steps or the gradient sync hangs.
+            batches = (batches + batches[:per_epoch - len(batches)])[:per_epoch]
             for batch in batches[step - epoch * per_epoch:]:
                 rng = random.Random(f"{config.seed}-step-{step}")
                 gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)

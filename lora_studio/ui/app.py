@@ -12,7 +12,7 @@ import gradio as gr
 from lora_studio import paths, presets
 from lora_studio.config import TrainConfig
 from lora_studio.errors import UserError
-from lora_studio.ui import characters, runs_tab, train_tab
+from lora_studio.ui import characters, dataset_tab, runs_tab, train_tab
 
 CSS = """
 .ls-status { font-size: 1.05em; padding: 4px 2px; }
@@ -58,10 +58,18 @@ def build_app(defaults: StudioDefaults | None = None) -> gr.Blocks:
     with gr.Blocks(title="LoRA Studio", analytics_enabled=False) as demo:
         gr.Markdown("## LoRA Studio\nTrain a character LoRA for Stable Diffusion 1.5 and watch it learn.")
         with gr.Tabs() as tabs:
-            with gr.Tab("Train", id="train"):
-                train = train_tab.build(demo, defaults.config(), defaults.resolved_preset())
+            with gr.Tab("Train", id="train") as train_page:
+                config = defaults.config()
+                train = train_tab.build(demo, config, defaults.resolved_preset())
+            with gr.Tab("Dataset", id="dataset") as dataset_page:
+                form = train.comps
+                dataset_tab.build(dataset_page, form["dataset"], form["trigger_word"], form["resolution"],
+                                  form["caption_extension"], folder=config.dataset, trigger_word=config.trigger_word)
             with gr.Tab("Runs", id="runs") as runs:
                 runs_tab.build(runs, tabs, train)
+        # Frames kept or excluded on the Dataset tab change the step budget.
+        train_page.select(train.refresh_budget, inputs=set(train.comps.values()), outputs=train.budget,
+                          show_progress="hidden")
     return demo
 
 

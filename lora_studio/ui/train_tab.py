@@ -7,6 +7,7 @@ worker does the work. Nothing here blocks or computes beyond turning files into 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Callable
 
 import gradio as gr
@@ -23,24 +24,36 @@ BUDGET_FIELDS = ("dataset", "repeats", "epochs", "batch_size", "resolution", "en
                  "max_bucket_reso", "bucket_reso_steps", "caption_extension", "unet_lr", "te_lr", "te_lr_divisor")
 
 
+def kept_of(config: TrainConfig, kept: int) -> str:
+    """'kept 44 of 46 frames': frames excluded on the Dataset tab are not trained."""
+    from lora_studio.data.review import ReviewState, list_image_files
+
+    excluded = ReviewState.load(config.dataset).excluded_ids() & set(list_image_files(Path(config.dataset)))
+    return f"kept {kept} of {kept + len(excluded)} frames"
+
+
 def budget_text(config: TrainConfig) -> str:
-    """'46 frames × 6 repeats × 8 epochs ÷ batch 1 = 2208 steps' plus the TE LR in force."""
+    """'kept 46 of 48 frames · 46 frames × 6 repeats × 8 epochs ÷ batch 1 = 2208 steps' plus the TE LR in force."""
     budget = jobs.step_budget(config, jobs.kept_frames(config))
     per_bucket = f" ({budget['buckets']} aspect buckets)" if budget["buckets"] > 1 else ""
     te = ("frozen" if config.resolved_te_lr() == 0 else f"{config.resolved_te_lr():.3g}"
           + (f" (unet_lr ÷ {config.te_lr_divisor:g})" if config.te_lr is None else ""))
-    return (f"**Step budget:** {budget['frames']} frames × {config.repeats} repeats × {config.epochs} epochs "
+    return (f"**Dataset:** {kept_of(config, budget['frames'])} (review them on the Dataset tab) · "
+            f"**Step budget:** {budget['frames']} frames × {config.repeats} repeats × {config.epochs} epochs "
             f"÷ batch {config.batch_size} = **{budget['total_steps']} steps** "
             f"({budget['steps_per_epoch']} per epoch{per_bucket}) · te_lr in force: {te}")
 
 
 @dataclass
 class TrainTab:
-    """What other tabs need: the session's watch state and a way to show a job in the monitor."""
+    """What other tabs need: the session's watch state, a way to show a job in the monitor, the form."""
 
     watch: gr.State
     outputs: list
     show: Callable
+    comps: dict  # field name → component (the Dataset tab reads dataset, trigger_word, resolution)
+    budget: gr.Markdown
+    refresh_budget: Callable  # {component: value} of the form → the step-budget text
 
 
 def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainTab:
@@ -177,4 +190,4 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
     save.click(on_save_preset, inputs={*form_inputs, preset_name, preset_note}, outputs=[form_message, preset], **quiet)
     demo.load(on_load, inputs=watch, outputs=[*panel_outputs, *comps.values()], show_progress="hidden")
     demo.load(on_budget, inputs=form_inputs, outputs=budget)
-    return TrainTab(watch, panel_outputs, show)
+    return TrainTab(watch, panel_outputs, show, comps, budget, on_budget)

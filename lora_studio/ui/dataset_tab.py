@@ -1,0 +1,501 @@
+"""The Dataset tab: every frame as a thumbnail with its flags, worst first; keep/exclude; tag edits.
+
+The review itself is `data.review.review_dataset` (Pillow + numpy statistics, no torch); decisions
+and tag edits go straight to `ReviewState`, which writes its own file in the studio's data folder —
+the user's images and caption files are never touched. The handlers below take and return plain
+values so tests call them without a browser; `build` only wires them to components.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import struct
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import gradio as gr
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from lora_studio.data import checks
+from lora_studio.data.captions import count_clip_tokens, join_tags
+from lora_studio.data.review import DatasetReview, FrameReview, ReviewState, review_dataset
+from lora_studio.errors import UserError
+from lora_studio.ui.monitor import error_text
+
+THUMB = 176  # gallery thumbnail side, px
+PREVIEW = 640  # long side of the selected frame's preview, px
+SORTS = ("worst first", "file name", "most unusual look")
+SEVERITY_ICON = {"error": "⛔", "warning": "⚠️", "note": "ℹ️"}
+BADGE_COLOUR = {"error": (200, 30, 40), "warning": (235, 130, 20), "note": (60, 110, 170)}
+# Flags that depend only on the tags: redone at once after a tag edit, without decoding any image again.
+CAPTION_CHECKS = {"missing_caption", "empty_caption", "no_trigger", "trigger_not_first", "long_caption", "rare_tag"}
+# Pillow's decoders raise all of these for damaged files (as data.frames knows too).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, Image.DecompressionBombError)
+
+
+@dataclass
+class DatasetSession:
+    """One browser session's review (kept in gr.State)."""
+
+    review: DatasetReview | None = None
+    shown: list[str] = field(default_factory=list)  # frame ids in gallery order (a click gives an index)
+    selected: str | None = None
+    captionless: set[str] = field(default_factory=set)  # frames without a caption file, as reviewed
+    synced_dataset: str | None = None  # the Train tab's dataset field when the folder box last followed it
+
+
+# ---------------------------------------------------------------------------------------------
+# Handlers: plain values in, plain values out
+
+
+def review_folder(session: DatasetSession, folder: str, trigger_word: str = "", resolution: int = 512,
+                  caption_extension: str = ".txt", progress: Callable[[float, str], None] | None = None) -> str:
+    """Review every file of `folder` into the session and make its thumbnails; returns what to tell the user.
+
+    progress(fraction, what) is called after each file, first while checking, then while making thumbnails.
+    """
+    if not (folder or "").strip():
+        raise UserError("no dataset folder given", "type the folder that holds your frames and .txt captions")
+    report = progress or (lambda fraction, what: None)
+    review = review_dataset(folder.strip(), trigger_word=(trigger_word or "").strip(), resolution=int(resolution or 512),
+                            caption_extension=caption_extension or ".txt",
+                            progress=lambda done, total: report(0.8 * done / total, f"checking frame {done} of {total}"))
+    # Decoding dominates and Pillow releases the GIL while decoding (as in data.review): a few threads.
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        made = pool.map(thumbnail, [f.path for f in review.frames])
+        for done, _ in enumerate(made, 1):
+            report(0.8 + 0.2 * done / len(review.frames), f"thumbnail {done} of {len(review.frames)}")
+    session.review, session.selected = review, None
+    session.captionless = {f.id for f in review.frames if f.has("missing_caption")}
+    guessed = " (guessed from the captions)" if review.trigger_inferred else ""
+    trigger = f"trigger word `{review.trigger_word}`{guessed}" if review.trigger_word else "no trigger word"
+    return (f"Checked {len(review.frames)} files in {review.seconds:.1f} s for {int(resolution or 512)} px training "
+            f"({review.extractor}); {trigger}. Click a frame to see why it is flagged.")
+
+
+def shown_frames(review: DatasetReview, show: str = "all", sort: str = SORTS[0]) -> list[FrameReview]:
+    """The frames the filter lets through, in the chosen order (the review's own order is worst first)."""
+    pick = {"all": lambda f: True, "flagged": lambda f: bool(f.flags), "kept": lambda f: f.kept,
+            "excluded": lambda f: f.trainable and not f.kept, "unusable": lambda f: not f.trainable}
+    frames = [f for f in review.frames if pick.get(show, lambda f: f.has(show))(f)]
+    if sort == "file name":
+        return sorted(frames, key=lambda f: f.id)
+    if sort == "most unusual look":
+        return sorted(frames, key=lambda f: -f.outlier_score)
+    return frames
+
+
+def filter_choices(review: DatasetReview | None, current: str = "all") -> list[tuple[str, str]]:
+    """The filter's (label, value) pairs with counts: all, flagged, kept, excluded, then one per check found."""
+    if review is None:
+        return [("all frames", "all")]
+    frames = review.frames
+    out = [(f"all frames ({len(frames)})", "all"), (f"flagged ({sum(bool(f.flags) for f in frames)})", "flagged"),
+           (f"kept ({review.kept_count})", "kept"),
+           (f"excluded ({sum(f.trainable and not f.kept for f in frames)})", "excluded")]
+    unusable = sum(not f.trainable for f in frames)
+    if unusable or current == "unusable":
+        out.append((f"cannot be used ({unusable})", "unusable"))
+    for check in checks.CHECKS:
+        count = sum(f.has(check) for f in frames)
+        if count or check == current:
+            out.append((f"{check.replace('_', ' ')} ({count})", check))
+    return out
+
+
+def kept_text(review: DatasetReview | None) -> str:
+    """'**kept: 64 of 70**' — how many frames training will use."""
+    return f"**{review.summary()}**" if review else "Press **Review** to check every frame of the folder."
+
+
+def select_frame(session: DatasetSession, index: int | None) -> str | None:
+    """The id of the gallery's index-th frame becomes the selected one."""
+    if index is not None and 0 <= index < len(session.shown):
+        session.selected = session.shown[index]
+    return session.selected
+
+
+def set_kept(session: DatasetSession, frame_id: str | None, kept: bool, reason: str = "") -> str:
+    """Keep or exclude one frame (saved at once); returns what to tell the user."""
+    review, frame = _need_frame(session, frame_id)
+    if not frame.trainable:
+        raise UserError(f"{frame.id} cannot be used for training anyway", "its flags say why; fix or remove the file")
+    state = ReviewState.load(review.folder)
+    state.set_kept(frame.id, kept, reason or "")
+    refresh_from_state(session, state)
+    return f"{'Kept' if kept else 'Excluded'} `{frame.id}`." + (f" Reason: {reason.strip()}" if reason and not kept else "")
+
+
+def set_kept_shown(session: DatasetSession, kept: bool, reason: str = "") -> str:
+    """Keep or exclude every usable frame the gallery shows (e.g. everything flagged 'blur')."""
+    review = _need_review(session)
+    ids = [fid for fid in session.shown if review.frame(fid).trainable]
+    if not ids:
+        raise UserError("no usable frames are shown", "pick another filter")
+    state = ReviewState.load(review.folder)
+    state.set_kept_many(ids, kept, reason or "")
+    refresh_from_state(session, state)
+    return f"{'Kept' if kept else 'Excluded'} {len(ids)} frame{'s' if len(ids) != 1 else ''}."
+
+
+def save_tags(session: DatasetSession, frame_id: str | None, text: str) -> str:
+    """Store the frame's edited tags (the caption file stays as it is)."""
+    review, frame = _need_frame(session, frame_id)
+    if not frame.trainable:
+        raise UserError(f"{frame.id} cannot be used for training", "its tags are not used")
+    state = ReviewState.load(review.folder)
+    state.set_tags(frame.id, text or "", original_caption=None if frame.id in session.captionless else frame.caption)
+    refresh_from_state(session, state)
+    return f"Saved the tags of `{frame.id}`."
+
+
+def reset_tags(session: DatasetSession, frame_id: str | None) -> str:
+    """Forget the frame's tag edit: its caption file is used again."""
+    review, frame = _need_frame(session, frame_id)
+    state = ReviewState.load(review.folder)
+    state.reset_tags(frame.id)
+    refresh_from_state(session, state)
+    return f"`{frame.id}` uses its caption file again."
+
+
+def batch_edit(session: DatasetSession, action: str, trigger_word: str = "", tag: str = "", new_tag: str = "") -> str:
+    """add_trigger / move_trigger_first / remove / replace, on every usable frame's tags; one write."""
+    review = _need_review(session)
+    frames = [f for f in review.frames if f.trainable]
+    state = ReviewState.load(review.folder)
+    trigger_word, tag, new_tag = (trigger_word or "").strip(), (tag or "").strip(), (new_tag or "").strip()
+    if action in ("add_trigger", "move_trigger_first"):
+        if not trigger_word:
+            raise UserError("no trigger word set", "type the character's trigger word first")
+        state.set_trigger_word(trigger_word)
+        review.trigger_word, review.trigger_inferred = trigger_word, False
+        if action == "add_trigger":
+            changed, what = state.add_tag_everywhere(frames, trigger_word, first=True), f"added '{trigger_word}' to"
+        else:
+            changed, what = state.move_trigger_first(frames, trigger_word), f"put '{trigger_word}' first in"
+    elif not tag:
+        raise UserError("no tag given", "type the tag to remove or replace")
+    elif action == "remove":
+        changed, what = state.remove_tag_everywhere(frames, tag), f"removed '{tag}' from"
+    elif action == "replace":
+        changed = state.replace_tag_everywhere(frames, tag, new_tag)
+        what = f"replaced '{tag}' with '{new_tag}' in" if new_tag else f"removed '{tag}' from"
+    else:
+        raise ValueError(f"unknown batch edit {action!r}")
+    refresh_from_state(session, state)
+    return f"{what[0].upper()}{what[1:]} {changed} frame{'s' if changed != 1 else ''}."
+
+
+def refresh_from_state(session: DatasetSession, state: ReviewState) -> None:
+    """Bring the review up to date with the saved decisions and tags, redoing only the tag checks."""
+    # Same caption pass as review_dataset, without decoding any image again (a 70-frame folder of
+    # 1080p frames takes ~8 s to review on two cores; a tag edit must show at once).
+    review = _need_review(session)
+    trainable = [f for f in review.frames if f.trainable]
+    tags = {f.id: state.tags_for(f.id, f.caption) for f in trainable}
+    captions = {f.id: state.caption_for(f.id, None if f.id in session.captionless else f.caption) for f in trainable}
+    # CLIP's BPE spends at least one byte per token: a caption of 75 bytes or fewer cannot be too long.
+    tokens = {fid: count_clip_tokens(c, _tokenizer()) for fid, c in captions.items() if c and len(c.encode()) > 75}
+    rare = checks.rare_tag_flags(tags, review.trigger_word)
+    for f in review.frames:
+        f.kept, f.exclusion_reason = f.trainable and state.is_kept(f.id), state.exclusion_reason(f.id)
+        if f.trainable:
+            f.tags, f.edited = tags[f.id], state.edited_tags(f.id) is not None
+            f.flags = ([fl for fl in f.flags if fl.check not in CAPTION_CHECKS]
+                       + checks.caption_flags(captions[f.id], tags[f.id], review.trigger_word, tokens.get(f.id))
+                       + rare.get(f.id, []))
+    review.frames.sort(key=lambda r: (-r.badness, -r.outlier_score, r.id))
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer():
+    from lora_studio.models.tiny import load_clip_tokenizer  # transformers' tokenizer only: no torch
+
+    return load_clip_tokenizer()
+
+
+def _need_review(session: DatasetSession) -> DatasetReview:
+    if session.review is None:
+        raise UserError("no folder reviewed yet", "press Review first")
+    return session.review
+
+
+def _need_frame(session: DatasetSession, frame_id: str | None) -> tuple[DatasetReview, FrameReview]:
+    review = _need_review(session)
+    if not frame_id:
+        raise UserError("no frame selected", "click a frame in the gallery first")
+    return review, review.frame(frame_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# What is shown
+
+
+def flag_lines(frame: FrameReview) -> str:
+    """The frame's flags as Markdown: what was found, then why it matters."""
+    if not frame.flags:
+        return "No flags: nothing unusual found in this frame."
+    lines = []
+    for f in frame.flags:
+        other = f" (see `{f.other}`)" if f.other else ""
+        lines.append(f"- {SEVERITY_ICON.get(f.severity, '•')} **{f.check.replace('_', ' ')}** — {f.message}{other}  \n"
+                     f"  _{checks.CHECKS.get(f.check, '')}_")
+    return "\n".join(lines)
+
+
+def frame_details(frame: FrameReview) -> str:
+    """Name, size, decision and flags of one frame, as Markdown."""
+    if not frame.trainable:
+        decision = "**cannot be used for training**"
+    elif frame.kept:
+        decision = "**kept** for training"
+    else:
+        decision = "**excluded**" + (f": {frame.exclusion_reason}" if frame.exclusion_reason else "")
+    edited = " · tags edited here (the caption file is unchanged)" if frame.edited else ""
+    return f"#### `{frame.id}`\n{frame.width}×{frame.height} px · {decision}{edited}\n\n{flag_lines(frame)}"
+
+
+def badge_caption(frame: FrameReview) -> str:
+    """The gallery caption: file name, then its checks or decision."""
+    state = "" if frame.kept else (" · EXCLUDED" if frame.trainable else " · CANNOT USE")
+    found = ", ".join(dict.fromkeys(f.check.replace("_", " ") for f in frame.flags))
+    return f"{frame.id}{state}" + (f" · {found}" if found else "")
+
+
+def small_copy(path: Path, side: int) -> Image.Image | None:
+    """The frame as training sees it (EXIF-rotated 8-bit RGB), at most `side` px; None if it does not decode."""
+    try:
+        with Image.open(path) as img:
+            if img.format == "JPEG":
+                img.draft(img.mode, (side * 2, side * 2))  # decode at reduced size: much faster
+            img.load()
+            rgb = checks.to_rgb8(ImageOps.exif_transpose(img))
+    except _DECODE_ERRORS:
+        return None  # the review's flags already say why
+    rgb.thumbnail((side, side), Image.BILINEAR)
+    return rgb
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_thumbnail(path: str, mtime_ns: int, size: int) -> Image.Image | None:
+    return small_copy(Path(path), THUMB)
+
+
+def thumbnail(path: Path) -> Image.Image | None:
+    """The gallery's small copy of a frame, read again only when the file changed."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _cached_thumbnail(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+def badged(frame: FrameReview) -> Image.Image:
+    """The gallery tile: the frame on a square, its flag count in the worst severity's colour (top right),
+    greyed with a band on top when it is excluded or cannot be used (the gallery's caption covers the bottom)."""
+    tile = Image.new("RGB", (THUMB, THUMB), (40, 40, 44))
+    small = thumbnail(frame.path)
+    if small is not None:
+        small = ImageOps.contain(small, (THUMB, THUMB), Image.BICUBIC)
+        tile.paste(small, ((THUMB - small.width) // 2, (THUMB - small.height) // 2))
+    if not frame.kept:
+        tile = Image.blend(tile, Image.new("RGB", tile.size, (90, 90, 90)), 0.55)
+    draw = ImageDraw.Draw(tile)
+    font = _font(15)
+    if not frame.kept:
+        draw.rectangle([0, 0, THUMB, 24], fill=(150, 20, 30))
+        draw.text((THUMB // 2 - 18, 12), "EXCLUDED" if frame.trainable else "CANNOT USE", fill="white",
+                  font=font, anchor="mm")
+    if frame.flags:
+        worst = max(frame.flags, key=lambda f: checks.SEVERITY_WEIGHT.get(f.severity, 1)).severity
+        draw.rounded_rectangle([THUMB - 38, 2, THUMB - 4, 24], radius=8, fill=BADGE_COLOUR.get(worst, (60, 110, 170)),
+                               outline="white")
+        draw.text((THUMB - 21, 13), str(len(frame.flags)), fill="white", font=font, anchor="mm")
+    return tile
+
+
+@functools.lru_cache(maxsize=4)
+def _font(size: int):
+    return ImageFont.load_default(size=size)
+
+
+def preview(path: Path) -> Image.Image | None:
+    """The selected frame at PREVIEW px (gradio serves only files under allowed paths: send pixels)."""
+    image = small_copy(path, PREVIEW)
+    if image is not None and max(image.size) < PREVIEW // 2:
+        image = ImageOps.contain(image, (PREVIEW // 2, PREVIEW // 2), Image.NEAREST)  # a 64 px frame, visible
+    return image
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout and wiring
+
+
+@dataclass
+class DatasetTab:
+    """The tab's components."""
+
+    folder: gr.Textbox
+    trigger: gr.Textbox
+    kept: gr.Markdown
+    message: gr.Markdown
+    show: gr.Dropdown
+    sort: gr.Radio
+    gallery: gr.Gallery
+    image: gr.Image
+    details: gr.Markdown
+    pair: gr.Image
+    reason: gr.Textbox
+    tags: gr.Textbox
+    decide: list  # buttons that act on the selected frame
+
+
+def gallery_updates(tab: DatasetTab, session: DatasetSession, show: str, sort: str) -> dict:
+    """Gallery, filter and counter for the session's review."""
+    review = session.review
+    frames = shown_frames(review, show, sort) if review else []
+    session.shown = [f.id for f in frames]
+    index = session.shown.index(session.selected) if session.selected in session.shown else None
+    return {tab.gallery: gr.Gallery(value=[(badged(f), badge_caption(f)) for f in frames], selected_index=index),
+            tab.show: gr.Dropdown(choices=filter_choices(review, show), value=show),
+            tab.kept: kept_text(review)}
+
+
+def frame_updates(tab: DatasetTab, session: DatasetSession) -> dict:
+    """The selected frame's preview, flags, tags and buttons (empty when none is selected)."""
+    frame = session.review.frame(session.selected) if session.review and session.selected else None
+    if frame is None:
+        return {tab.image: None, tab.details: "Click a frame to see its flags, keep or exclude it, and edit its tags.",
+                tab.pair: gr.Image(value=None, visible=False), tab.reason: "", tab.tags: "",
+                **{b: gr.Button(interactive=False) for b in tab.decide}}
+    other = next((f for f in frame.flags if f.other), None)
+    pair = (gr.Image(value=preview(session.review.folder / other.other), visible=True,
+                     label=f"its {other.check.replace('_', ' ')}: {other.other}") if other
+            else gr.Image(value=None, visible=False))
+    return {tab.image: preview(frame.path), tab.details: frame_details(frame), tab.pair: pair,
+            tab.reason: frame.exclusion_reason, tab.tags: join_tags(frame.tags),
+            **{b: gr.Button(interactive=frame.trainable) for b in tab.decide}}
+
+
+def build(page: gr.Tab, dataset_field: gr.Component | None = None, trigger_field: gr.Component | None = None,
+          resolution_field: gr.Component | None = None, caption_field: gr.Component | None = None,
+          folder: str = "", trigger_word: str = "") -> DatasetTab:
+    """Lay out the tab (inside `page`); the Train tab's fields, when given, supply folder, trigger and size."""
+    with gr.Row():
+        folder_box = gr.Textbox(folder, label="Frame folder", elem_id="dataset-folder", scale=4,
+                                info="follows the Train tab's dataset field; your files are never changed")
+        trigger = gr.Textbox(trigger_word, label="Trigger word", elem_id="dataset-trigger", scale=2)
+        review_button = gr.Button("Review", variant="primary", elem_id="dataset-review-button", scale=1)
+    kept = gr.Markdown(kept_text(None), elem_id="dataset-kept")
+    message = gr.Markdown("", elem_id="dataset-message")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, min_width=420):
+            with gr.Row():
+                show = gr.Dropdown(filter_choices(None), value="all", label="Show", elem_id="dataset-filter", scale=2)
+                sort = gr.Radio(list(SORTS), value=SORTS[0], label="Order", elem_id="dataset-sort", scale=3)
+            gr.Markdown("Worst first. The badge counts a frame's flags: red = cannot be trained, orange = likely "
+                        "hurts the LoRA, blue = worth a look.", elem_classes="ls-legend")
+            gallery = gr.Gallery(show_label=False, columns=5, height=620, allow_preview=False, buttons=[],
+                                 object_fit="contain", elem_id="dataset-gallery")
+            with gr.Row():
+                exclude_shown = gr.Button("Exclude all shown", size="sm", elem_id="dataset-exclude-shown")
+                keep_shown = gr.Button("Keep all shown", size="sm", elem_id="dataset-keep-shown")
+        with gr.Column(scale=2, min_width=340):
+            image = gr.Image(label="Selected frame", type="pil", interactive=False, height=300,
+                             elem_id="dataset-frame-image")
+            details = gr.Markdown("", elem_id="dataset-frame-details")
+            pair = gr.Image(type="pil", interactive=False, height=180, visible=False, elem_id="dataset-pair-image")
+            reason = gr.Textbox(label="Reason to exclude (optional)", elem_id="dataset-reason")
+            with gr.Row():
+                keep = gr.Button("Keep", elem_id="dataset-keep-button", interactive=False)
+                exclude = gr.Button("Exclude", variant="stop", elem_id="dataset-exclude-button", interactive=False)
+            tags = gr.Textbox(label="Tags (comma-separated; saved beside the review, not in the caption file)",
+                              lines=2, elem_id="dataset-tags")
+            with gr.Row():
+                save = gr.Button("Save tags", elem_id="dataset-save-tags", interactive=False)
+                reset = gr.Button("Use the caption file", elem_id="dataset-reset-tags", interactive=False)
+            with gr.Accordion("Batch tag edits (every usable frame)", open=False):
+                with gr.Row():
+                    add_trigger = gr.Button("Add trigger word everywhere", size="sm", elem_id="dataset-add-trigger")
+                    trigger_first = gr.Button("Move trigger word first", size="sm", elem_id="dataset-trigger-first")
+                batch_tag = gr.Textbox(label="Tag", elem_id="dataset-batch-tag")
+                new_tag = gr.Textbox(label="Replace with (empty: remove)", elem_id="dataset-batch-new")
+                with gr.Row():
+                    remove_tag = gr.Button("Remove tag everywhere", size="sm", elem_id="dataset-remove-tag")
+                    replace_tag = gr.Button("Replace tag everywhere", size="sm", elem_id="dataset-replace-tag")
+
+    tab = DatasetTab(folder_box, trigger, kept, message, show, sort, gallery, image, details, pair, reason, tags,
+                     [keep, exclude, save, reset])
+    session = gr.State(DatasetSession())
+    everything = [session, gallery, show, kept, message, image, details, pair, reason, tags, *tab.decide]
+    frame_outputs = [image, details, pair, reason, tags, *tab.decide]
+
+    def full(s: DatasetSession, shown: str, order: str, note: str) -> dict:
+        return {session: s, message: note, **gallery_updates(tab, s, shown, order), **frame_updates(tab, s)}
+
+    resolution = resolution_field or gr.State(512)
+    caption_extension = caption_field or gr.State(".txt")
+
+    def on_review(data: dict, progress=gr.Progress()) -> dict:
+        s = data[session]
+        try:
+            note = review_folder(s, data[folder_box], data[trigger], data[resolution] or 512,
+                                 data[caption_extension] or ".txt", lambda fraction, what: progress(fraction, desc=what))
+        except UserError as exc:
+            return {message: error_text(exc)}
+        return {**full(s, data[show], data[sort], note), trigger: s.review.trigger_word}
+
+    def acting(action: Callable[[DatasetSession, dict], str]):
+        """A handler that applies one change, then redraws everything it may have changed."""
+        def handler(data: dict) -> dict:
+            s = data[session]
+            try:
+                note = action(s, data)
+            except UserError as exc:
+                return {message: error_text(exc)}
+            return full(s, data[show], data[sort], note)
+        return handler
+
+    def on_select(s: DatasetSession, evt: gr.SelectData):
+        select_frame(s, evt.index)
+        return {session: s, **frame_updates(tab, s)}
+
+    def on_view(s, shown, order):
+        return {session: s, **gallery_updates(tab, s, shown, order)}
+
+    def on_page(s: DatasetSession, train_dataset, train_trigger):
+        # The folder box follows the Train tab's dataset field when that changed since it was last copied.
+        if train_dataset is None or train_dataset == s.synced_dataset:
+            return {session: s}
+        s.synced_dataset = train_dataset
+        return {session: s, folder_box: train_dataset, trigger: train_trigger or ""}
+
+    view = {session, show, sort}
+    quiet = {"show_progress": "hidden"}
+    review_inputs = {*view, folder_box, trigger, resolution, caption_extension}
+    for event in (review_button.click, folder_box.submit):
+        event(on_review, inputs=review_inputs, outputs=[*everything, trigger], show_progress_on=[kept])
+    gallery.select(on_select, inputs=session, outputs=[session, *frame_outputs], **quiet)
+    gr.on([show.input, sort.input], on_view, inputs=[session, show, sort], outputs=[session, gallery, show, kept],
+          **quiet)
+    actions = [
+        (keep, set(), lambda s, d: set_kept(s, s.selected, True)),
+        (exclude, {reason}, lambda s, d: set_kept(s, s.selected, False, d[reason])),
+        (exclude_shown, {reason}, lambda s, d: set_kept_shown(s, False, d[reason])),
+        (keep_shown, set(), lambda s, d: set_kept_shown(s, True)),
+        (save, {tags}, lambda s, d: save_tags(s, s.selected, d[tags])),
+        (reset, set(), lambda s, d: reset_tags(s, s.selected)),
+    ]
+    batch = {trigger, batch_tag, new_tag}
+    for button, name in ((add_trigger, "add_trigger"), (trigger_first, "move_trigger_first"),
+                         (remove_tag, "remove"), (replace_tag, "replace")):
+        actions.append((button, batch, lambda s, d, name=name: batch_edit(s, name, d[trigger], d[batch_tag], d[new_tag])))
+    for button, extra, action in actions:
+        button.click(acting(action), inputs=view | extra, outputs=everything, **quiet)
+    if dataset_field is not None:
+        page.select(on_page, inputs=[session, dataset_field, trigger_field or gr.State("")],
+                    outputs=[session, folder_box, trigger], **quiet)
+    return tab
