@@ -143,6 +143,15 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_demo_dataset(args) -> int:
+    """Write the toy world's demo frames of 'tibbie' (with a few labelled distorted ones)."""
+    from lora_studio.toy.dataset import write_demo_dataset
+
+    out = write_demo_dataset(args.out_dir, n_frames=args.frames, n_distorted=args.distorted, seed=args.seed)
+    print(f"wrote {args.frames} frames and {args.distorted} distorted ones (listed in distorted.json) to {out}")
+    return 0
+
+
 def cmd_fields(args) -> int:
     """List every config field with its default and help (what --set and presets accept)."""
     defaults = TrainConfig()
@@ -196,17 +205,21 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-sizes", default="1,2,3,4")
     p.set_defaults(func=cmd_sweep)
 
+    p = sub.add_parser("demo-dataset", help="write the toy world's demo frames of the character 'tibbie'")
+    p.add_argument("out_dir")
+    p.add_argument("--frames", type=int, default=40)
+    p.add_argument("--distorted", type=int, default=6)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo_dataset)
+
     p = sub.add_parser("fields", help="list config fields, their defaults and help")
     p.set_defaults(func=cmd_fields)
 
-    for module, adder in (("lora_studio.generate.xy_cli", "add_xy_parser"),
-                          ("lora_studio.data.review_cli", "add_review_parser"),
-                          ("lora_studio.toy.cli", "add_toy_parsers")):
-        try:
-            mod = __import__(module, fromlist=[adder])
-        except ImportError:
-            continue
-        getattr(mod, adder)(sub)
+    from lora_studio.data.review_cli import add_review_parser
+    from lora_studio.generate.xy_cli import add_xy_parser
+
+    add_xy_parser(sub)
+    add_review_parser(sub)
     return parser
 
 

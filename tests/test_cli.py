@@ -96,3 +96,11 @@ def test_bad_input_exits_with_one_clear_line(args, message, tiny_frames, tiny_mo
     assert len(err.splitlines()) == 1 and err.startswith("lora-studio: error:")
     assert message in err
     assert "Traceback" not in err
+
+
+def test_demo_dataset_command_writes_captioned_frames_and_the_distortion_labels(tmp_path, capsys):
+    assert main(["demo-dataset", str(tmp_path / "demo"), "--frames", "6", "--distorted", "2"]) == 0
+    images = sorted((tmp_path / "demo").glob("*.png"))
+    assert len(images) == 8 and all(p.with_suffix(".txt").read_text().startswith("tibbie") for p in images)
+    labels = json.loads((tmp_path / "demo" / "distorted.json").read_text())
+    assert len(labels) == 2 and all((tmp_path / "demo" / name).is_file() for name in labels)
