@@ -64,7 +64,7 @@ def scan_frames(folder, caption_extension: str = ".txt", default_repeats: int = 
     ext = caption_extension if caption_extension.startswith(".") else "." + caption_extension
     report = ScanReport()
     excluded = 0
-    for directory, names in _walk(root):
+    for directory, names in walk_files(root):
         captions = {name.lower(): name for name in names if name.lower().endswith(ext.lower())}
         repeats = _repeats_for(directory, root, default_repeats)
         for name in names:
@@ -105,10 +105,11 @@ def open_rgb(path) -> Image.Image:
         img.seek(0)  # animated GIF/WebP/PNG: the first frame
         img.load()
         img = ImageOps.exif_transpose(img)
-        return _to_rgb(img)
+        return to_rgb(img)
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB as training sees it (16-bit scaled, not clipped; alpha on white; CMYK converted), as a new image."""
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit greyscale: convert("RGB") would clip everything above 255 to white; scale instead.
         img = img.convert("I").point(lambda v: v * (1 / 257)).convert("L")
@@ -123,7 +124,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # CMYK, palette, greyscale, YCbCr
 
 
-def _walk(root: Path):
+def walk_files(root: Path):
     """(directory, sorted file names) for every folder under root, sorted, hidden entries left out."""
     # Python's glob (and so kohya) skips dot-files; macOS "._img.png" twins would otherwise be reported corrupt.
     for dirpath, dirnames, filenames in os.walk(root):

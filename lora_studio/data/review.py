@@ -10,6 +10,7 @@ for the kept frames with their edited captions.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -22,10 +23,11 @@ from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
 from lora_studio import paths
-from lora_studio.data import checks
+from lora_studio.data import checks, outliers
 from lora_studio.data.captions import (add_tag, ensure_trigger_first, join_tags, remove_tag, replace_tag,
                                        split_tags)
-from lora_studio.data.frames import IMAGE_EXTENSIONS, OTHER_IMAGE_EXTENSIONS, Frame, ScanReport, scan_frames
+from lora_studio.data.frames import (IMAGE_EXTENSIONS, OTHER_IMAGE_EXTENSIONS, Frame, ScanReport, scan_frames,
+                                     walk_files)
 from lora_studio.errors import UserError
 
 STATE_SCHEMA_VERSION = 1
@@ -117,15 +119,7 @@ class ReviewState:
 
     def set_kept(self, frame_id: str, kept: bool, reason: str = "") -> None:
         """Keep or exclude one frame, with an optional reason; saved at once."""
-        entry = self._entry(frame_id)
-        if kept:
-            entry.pop("kept", None)
-            entry.pop("reason", None)
-        else:
-            entry["kept"] = False
-            entry["reason"] = reason.strip()
-        self._tidy(frame_id)
-        self.save()
+        self.set_kept_many([frame_id], kept, reason)
 
     def set_kept_many(self, frame_ids: Iterable[str], kept: bool, reason: str = "") -> None:
         """Keep or exclude several frames in one write (e.g. every frame flagged 'blur')."""
@@ -267,6 +261,7 @@ class FrameReview:
     kept: bool  # trainable and not excluded by the user
     exclusion_reason: str
     caption: str  # the caption file's text ('' when there is none)
+    caption_file: bool  # whether the frame has a caption file at all
     tags: list[str]  # the tags training uses: edited ones, else the caption file's
     edited: bool
     flags: list[checks.Flag] = field(default_factory=list)
@@ -327,6 +322,26 @@ class DatasetReview:
                 return f
         raise KeyError(frame_id)
 
+    def refresh(self, state: ReviewState, tokenizer=None) -> None:
+        """Bring the review up to date with the saved decisions and tags, redoing only the tag checks."""
+        # The caption pass of review_dataset without decoding any image again (a 70-frame folder of
+        # 1080p frames takes ~8 s to review on two cores; a tag edit must show at once).
+        trainable = [f for f in self.frames if f.trainable]
+        originals = {f.id: f.caption if f.caption_file else None for f in trainable}
+        tags = _current_tags(state, originals)
+        tag_flags = _tag_flags(state, originals, tags, self.trigger_word, tokenizer)
+        for f in self.frames:
+            f.kept, f.exclusion_reason = f.trainable and state.is_kept(f.id), state.exclusion_reason(f.id)
+            if f.trainable:
+                f.tags, f.edited = tags[f.id], state.edited_tags(f.id) is not None
+                f.flags = [fl for fl in f.flags if fl.check not in checks.CAPTION_CHECKS] + tag_flags[f.id]
+        self.frames.sort(key=_worst_first)
+
+
+def _worst_first(frame: FrameReview) -> tuple:
+    """Sort key: most and worst flags first, then the most unusual look, then by name."""
+    return -frame.badness, -frame.outlier_score, frame.id
+
 
 def list_image_files(root: Path) -> list[str]:
     """Every file under root that looks like an image by its name, as relative posix ids (sorted).
@@ -334,13 +349,8 @@ def list_image_files(root: Path) -> list[str]:
     Same walk as frames.scan_frames (hidden files and folders left out), so the ids match.
     """
     wanted = set(IMAGE_EXTENSIONS) | set(OTHER_IMAGE_EXTENSIONS)
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in wanted:
-                out.append((Path(dirpath) / name).relative_to(root).as_posix())
-    return out
+    return [(directory / name).relative_to(root).as_posix()
+            for directory, names in walk_files(root) for name in names if Path(name).suffix.lower() in wanted]
 
 
 def infer_trigger_word(tag_lists: Iterable[list[str]]) -> str:
@@ -365,11 +375,31 @@ def _token_counts(captions: dict[str, str], tokenizer) -> dict[str, int]:
     long = {fid: c for fid, c in captions.items() if len(c.encode("utf-8")) > 75}
     if not long:
         return {}
-    if tokenizer is None:
-        from lora_studio.models.tiny import load_clip_tokenizer
-
-        tokenizer = load_clip_tokenizer()
+    tokenizer = _default_tokenizer() if tokenizer is None else tokenizer
     return {fid: count_clip_tokens(c, tokenizer) for fid, c in long.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def _default_tokenizer():
+    """The bundled SD1.5 CLIP tokenizer, loaded once: the Dataset tab recounts tokens after every tag edit."""
+    from lora_studio.models.tiny import load_clip_tokenizer  # transformers' tokenizer only: no torch
+
+    return load_clip_tokenizer()
+
+
+def _current_tags(state: ReviewState, originals: dict[str, str | None]) -> dict[str, list[str]]:
+    """Each frame's tags as training sees them; `originals` holds caption file texts (None: no file)."""
+    return {fid: state.tags_for(fid, caption or "") for fid, caption in originals.items()}
+
+
+def _tag_flags(state: ReviewState, originals: dict[str, str | None], tags: dict[str, list[str]],
+               trigger_word: str, tokenizer) -> dict[str, list[checks.Flag]]:
+    """The checks that read only the tags (checks.CAPTION_CHECKS), for every frame of `originals`."""
+    captions = {fid: state.caption_for(fid, caption) for fid, caption in originals.items()}
+    tokens = _token_counts({fid: c for fid, c in captions.items() if c}, tokenizer)
+    rare = checks.rare_tag_flags(tags, trigger_word)
+    return {fid: checks.caption_flags(captions[fid], tags[fid], trigger_word, tokens.get(fid)) + rare.get(fid, [])
+            for fid in originals}
 
 
 def _scan_or_nothing(root: Path, caption_extension: str) -> ScanReport:
@@ -402,7 +432,7 @@ def _inspect_files(root: Path, files: list[str], caption_extension: str, extract
 
 
 def review_dataset(dataset_dir: str | Path, *, trigger_word: str = "", resolution: int = 512,
-                   caption_extension: str = ".txt", extractor: checks.FeatureExtractor | None = None,
+                   caption_extension: str = ".txt", extractor: outliers.FeatureExtractor | None = None,
                    tokenizer=None, state: ReviewState | None = None,
                    progress: Callable[[int, int], None] | None = None) -> DatasetReview:
     """Check every image file of a folder; progress(done, total) after each file. Never changes the folder."""
@@ -414,7 +444,7 @@ def review_dataset(dataset_dir: str | Path, *, trigger_word: str = "", resolutio
     files = list_image_files(root)
     if not files:
         raise UserError(f"no images in {root}", "add .png/.jpg/.jpeg/.webp/.bmp frames (with .txt tag captions)")
-    extractor = checks.ImageStatsFeatures() if extractor is None else extractor
+    extractor = outliers.ImageStatsFeatures() if extractor is None else extractor
     facts, scan = _inspect_files(root, files, caption_extension, extractor, progress)
     frames = {f.id: f for f in scan.frames}
     skipped = dict(scan.skipped)
@@ -428,24 +458,20 @@ def review_dataset(dataset_dir: str | Path, *, trigger_word: str = "", resolutio
             reason = skipped.get(fid, "the scanner left it out")
             flags[fid].append(checks.Flag("skipped", f"not used for training: {reason}", None, "error"))
 
-    tags = {fid: state.tags_for(fid, frame.caption) for fid, frame in frames.items()}
+    originals = {fid: frame.caption if frame.caption_path else None for fid, frame in frames.items()}
+    tags = _current_tags(state, originals)
     inferred = False
     trigger_word = trigger_word or state.trigger_word
     if not trigger_word:
         trigger_word, inferred = infer_trigger_word(tags.values()), True
-    captions = {fid: state.caption_for(fid, frame.caption if frame.caption_path else None)
-                for fid, frame in frames.items()}
-    tokens = _token_counts({fid: c for fid, c in captions.items() if c}, tokenizer)
-    for fid in frames:
-        flags[fid] += checks.caption_flags(captions[fid], tags[fid], trigger_word, tokens.get(fid))
     trainable_facts = {fid: facts[fid] for fid in frames}
     set_flags = [
-        checks.rare_tag_flags(tags, trigger_word),
+        _tag_flags(state, originals, tags, trigger_word, tokenizer),
         checks.quality_flags(trainable_facts),
         checks.aspect_flags({fid: (f.width, f.height) for fid, f in frames.items()}, resolution),
         checks.duplicate_flags(trainable_facts),
-        checks.outlier_flags(trainable_facts, getattr(extractor, "blocks", None),
-                             getattr(extractor, "block_names", None)),
+        outliers.outlier_flags(trainable_facts, getattr(extractor, "blocks", None),
+                               getattr(extractor, "block_names", None)),
     ]
     for found in set_flags:
         for fid, extra in found.items():
@@ -460,8 +486,9 @@ def review_dataset(dataset_dir: str | Path, *, trigger_word: str = "", resolutio
             width=frame.width if frame else f.width, height=frame.height if frame else f.height,
             trainable=frame is not None, kept=frame is not None and state.is_kept(fid),
             exclusion_reason=state.exclusion_reason(fid), caption=frame.caption if frame else "",
+            caption_file=frame is not None and frame.caption_path is not None,
             tags=tags.get(fid, []), edited=state.edited_tags(fid) is not None, flags=flags[fid]))
-    reviews.sort(key=lambda r: (-r.badness, -r.outlier_score, r.id))
+    reviews.sort(key=_worst_first)
     return DatasetReview(folder=root.resolve(), frames=reviews, trigger_word=trigger_word,
                          trigger_inferred=inferred and bool(trigger_word),
                          extractor=getattr(extractor, "name", type(extractor).__name__),

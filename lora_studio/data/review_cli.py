@@ -34,18 +34,18 @@ def add_review_parser(subparsers) -> None:
 
 
 def _extractor(args):
-    from lora_studio.data import checks
+    from lora_studio.data import outliers
 
     if args.features == "vae":
         from lora_studio.models.load import load_base
 
-        return checks.VaeFeatures(load_base(args.base).vae)
+        return outliers.VaeFeatures(load_base(args.base).vae)
     if args.features == "clip":
         if not args.clip_model:
             raise UserError("--features clip needs --clip-model DIR",
                             "download a CLIP vision model once (e.g. openai/clip-vit-base-patch32) and pass its folder")
-        return checks.ClipImageFeatures(args.clip_model)
-    return checks.ImageStatsFeatures()
+        return outliers.ClipImageFeatures(args.clip_model)
+    return outliers.ImageStatsFeatures()
 
 
 def run_review(args) -> int:

@@ -8,32 +8,22 @@ values so tests call them without a browser; `build` only wires them to componen
 
 from __future__ import annotations
 
-import functools
 import os
-import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import gradio as gr
-from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from lora_studio.data import checks
-from lora_studio.data.captions import count_clip_tokens, join_tags
+from lora_studio.data.captions import join_tags
 from lora_studio.data.review import DatasetReview, FrameReview, ReviewState, review_dataset
 from lora_studio.errors import UserError
+from lora_studio.ui import thumbnails
 from lora_studio.ui.monitor import error_text
 
-THUMB = 176  # gallery thumbnail side, px
-PREVIEW = 640  # long side of the selected frame's preview, px
 SORTS = ("worst first", "file name", "most unusual look")
 SEVERITY_ICON = {"error": "⛔", "warning": "⚠️", "note": "ℹ️"}
-BADGE_COLOUR = {"error": (200, 30, 40), "warning": (235, 130, 20), "note": (60, 110, 170)}
-# Flags that depend only on the tags: redone at once after a tag edit, without decoding any image again.
-CAPTION_CHECKS = {"missing_caption", "empty_caption", "no_trigger", "trigger_not_first", "long_caption", "rare_tag"}
-# Pillow's decoders raise all of these for damaged files (as data.frames knows too).
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, Image.DecompressionBombError)
 
 
 @dataclass
@@ -43,7 +33,6 @@ class DatasetSession:
     review: DatasetReview | None = None
     shown: list[str] = field(default_factory=list)  # frame ids in gallery order (a click gives an index)
     selected: str | None = None
-    captionless: set[str] = field(default_factory=set)  # frames without a caption file, as reviewed
     synced_dataset: str | None = None  # the Train tab's dataset field when the folder box last followed it
 
 
@@ -65,11 +54,10 @@ def review_folder(session: DatasetSession, folder: str, trigger_word: str = "", 
                             progress=lambda done, total: report(0.8 * done / total, f"checking frame {done} of {total}"))
     # Decoding dominates and Pillow releases the GIL while decoding (as in data.review): a few threads.
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        made = pool.map(thumbnail, [f.path for f in review.frames])
+        made = pool.map(thumbnails.thumbnail, [f.path for f in review.frames])
         for done, _ in enumerate(made, 1):
             report(0.8 + 0.2 * done / len(review.frames), f"thumbnail {done} of {len(review.frames)}")
     session.review, session.selected = review, None
-    session.captionless = {f.id for f in review.frames if f.has("missing_caption")}
     guessed = " (guessed from the captions)" if review.trigger_inferred else ""
     trigger = f"trigger word `{review.trigger_word}`{guessed}" if review.trigger_word else "no trigger word"
     return (f"Checked {len(review.frames)} files in {review.seconds:.1f} s for {int(resolution or 512)} px training "
@@ -125,7 +113,7 @@ def set_kept(session: DatasetSession, frame_id: str | None, kept: bool, reason: 
         raise UserError(f"{frame.id} cannot be used for training anyway", "its flags say why; fix or remove the file")
     state = ReviewState.load(review.folder)
     state.set_kept(frame.id, kept, reason or "")
-    refresh_from_state(session, state)
+    review.refresh(state)
     return f"{'Kept' if kept else 'Excluded'} `{frame.id}`." + (f" Reason: {reason.strip()}" if reason and not kept else "")
 
 
@@ -137,7 +125,7 @@ def set_kept_shown(session: DatasetSession, kept: bool, reason: str = "") -> str
         raise UserError("no usable frames are shown", "pick another filter")
     state = ReviewState.load(review.folder)
     state.set_kept_many(ids, kept, reason or "")
-    refresh_from_state(session, state)
+    review.refresh(state)
     return f"{'Kept' if kept else 'Excluded'} {len(ids)} frame{'s' if len(ids) != 1 else ''}."
 
 
@@ -147,8 +135,8 @@ def save_tags(session: DatasetSession, frame_id: str | None, text: str) -> str:
     if not frame.trainable:
         raise UserError(f"{frame.id} cannot be used for training", "its tags are not used")
     state = ReviewState.load(review.folder)
-    state.set_tags(frame.id, text or "", original_caption=None if frame.id in session.captionless else frame.caption)
-    refresh_from_state(session, state)
+    state.set_tags(frame.id, text or "", original_caption=frame.caption if frame.caption_file else None)
+    review.refresh(state)
     return f"Saved the tags of `{frame.id}`."
 
 
@@ -157,7 +145,7 @@ def reset_tags(session: DatasetSession, frame_id: str | None) -> str:
     review, frame = _need_frame(session, frame_id)
     state = ReviewState.load(review.folder)
     state.reset_tags(frame.id)
-    refresh_from_state(session, state)
+    review.refresh(state)
     return f"`{frame.id}` uses its caption file again."
 
 
@@ -185,36 +173,8 @@ def batch_edit(session: DatasetSession, action: str, trigger_word: str = "", tag
         what = f"replaced '{tag}' with '{new_tag}' in" if new_tag else f"removed '{tag}' from"
     else:
         raise ValueError(f"unknown batch edit {action!r}")
-    refresh_from_state(session, state)
+    review.refresh(state)
     return f"{what[0].upper()}{what[1:]} {changed} frame{'s' if changed != 1 else ''}."
-
-
-def refresh_from_state(session: DatasetSession, state: ReviewState) -> None:
-    """Bring the review up to date with the saved decisions and tags, redoing only the tag checks."""
-    # Same caption pass as review_dataset, without decoding any image again (a 70-frame folder of
-    # 1080p frames takes ~8 s to review on two cores; a tag edit must show at once).
-    review = _need_review(session)
-    trainable = [f for f in review.frames if f.trainable]
-    tags = {f.id: state.tags_for(f.id, f.caption) for f in trainable}
-    captions = {f.id: state.caption_for(f.id, None if f.id in session.captionless else f.caption) for f in trainable}
-    # CLIP's BPE spends at least one byte per token: a caption of 75 bytes or fewer cannot be too long.
-    tokens = {fid: count_clip_tokens(c, _tokenizer()) for fid, c in captions.items() if c and len(c.encode()) > 75}
-    rare = checks.rare_tag_flags(tags, review.trigger_word)
-    for f in review.frames:
-        f.kept, f.exclusion_reason = f.trainable and state.is_kept(f.id), state.exclusion_reason(f.id)
-        if f.trainable:
-            f.tags, f.edited = tags[f.id], state.edited_tags(f.id) is not None
-            f.flags = ([fl for fl in f.flags if fl.check not in CAPTION_CHECKS]
-                       + checks.caption_flags(captions[f.id], tags[f.id], review.trigger_word, tokens.get(f.id))
-                       + rare.get(f.id, []))
-    review.frames.sort(key=lambda r: (-r.badness, -r.outlier_score, r.id))
-
-
-@functools.lru_cache(maxsize=1)
-def _tokenizer():
-    from lora_studio.models.tiny import load_clip_tokenizer  # transformers' tokenizer only: no torch
-
-    return load_clip_tokenizer()
 
 
 def _need_review(session: DatasetSession) -> DatasetReview:
@@ -265,71 +225,6 @@ def badge_caption(frame: FrameReview) -> str:
     return f"{frame.id}{state}" + (f" · {found}" if found else "")
 
 
-def small_copy(path: Path, side: int) -> Image.Image | None:
-    """The frame as training sees it (EXIF-rotated 8-bit RGB), at most `side` px; None if it does not decode."""
-    try:
-        with Image.open(path) as img:
-            if img.format == "JPEG":
-                img.draft(img.mode, (side * 2, side * 2))  # decode at reduced size: much faster
-            img.load()
-            rgb = checks.to_rgb8(ImageOps.exif_transpose(img))
-    except _DECODE_ERRORS:
-        return None  # the review's flags already say why
-    rgb.thumbnail((side, side), Image.BILINEAR)
-    return rgb
-
-
-@functools.lru_cache(maxsize=1024)
-def _cached_thumbnail(path: str, mtime_ns: int, size: int) -> Image.Image | None:
-    return small_copy(Path(path), THUMB)
-
-
-def thumbnail(path: Path) -> Image.Image | None:
-    """The gallery's small copy of a frame, read again only when the file changed."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return _cached_thumbnail(str(path), stat.st_mtime_ns, stat.st_size)
-
-
-def badged(frame: FrameReview) -> Image.Image:
-    """The gallery tile: the frame on a square, its flag count in the worst severity's colour (top right),
-    greyed with a band on top when it is excluded or cannot be used (the gallery's caption covers the bottom)."""
-    tile = Image.new("RGB", (THUMB, THUMB), (40, 40, 44))
-    small = thumbnail(frame.path)
-    if small is not None:
-        small = ImageOps.contain(small, (THUMB, THUMB), Image.BICUBIC)
-        tile.paste(small, ((THUMB - small.width) // 2, (THUMB - small.height) // 2))
-    if not frame.kept:
-        tile = Image.blend(tile, Image.new("RGB", tile.size, (90, 90, 90)), 0.55)
-    draw = ImageDraw.Draw(tile)
-    font = _font(15)
-    if not frame.kept:
-        draw.rectangle([0, 0, THUMB, 24], fill=(150, 20, 30))
-        draw.text((THUMB // 2 - 18, 12), "EXCLUDED" if frame.trainable else "CANNOT USE", fill="white",
-                  font=font, anchor="mm")
-    if frame.flags:
-        worst = max(frame.flags, key=lambda f: checks.SEVERITY_WEIGHT.get(f.severity, 1)).severity
-        draw.rounded_rectangle([THUMB - 38, 2, THUMB - 4, 24], radius=8, fill=BADGE_COLOUR.get(worst, (60, 110, 170)),
-                               outline="white")
-        draw.text((THUMB - 21, 13), str(len(frame.flags)), fill="white", font=font, anchor="mm")
-    return tile
-
-
-@functools.lru_cache(maxsize=4)
-def _font(size: int):
-    return ImageFont.load_default(size=size)
-
-
-def preview(path: Path) -> Image.Image | None:
-    """The selected frame at PREVIEW px (gradio serves only files under allowed paths: send pixels)."""
-    image = small_copy(path, PREVIEW)
-    if image is not None and max(image.size) < PREVIEW // 2:
-        image = ImageOps.contain(image, (PREVIEW // 2, PREVIEW // 2), Image.NEAREST)  # a 64 px frame, visible
-    return image
-
-
 # ---------------------------------------------------------------------------------------------
 # Layout and wiring
 
@@ -359,7 +254,8 @@ def gallery_updates(tab: DatasetTab, session: DatasetSession, show: str, sort: s
     frames = shown_frames(review, show, sort) if review else []
     session.shown = [f.id for f in frames]
     index = session.shown.index(session.selected) if session.selected in session.shown else None
-    return {tab.gallery: gr.Gallery(value=[(badged(f), badge_caption(f)) for f in frames], selected_index=index),
+    tiles = [(thumbnails.badged(f), badge_caption(f)) for f in frames]
+    return {tab.gallery: gr.Gallery(value=tiles, selected_index=index),
             tab.show: gr.Dropdown(choices=filter_choices(review, show), value=show),
             tab.kept: kept_text(review)}
 
@@ -372,10 +268,10 @@ def frame_updates(tab: DatasetTab, session: DatasetSession) -> dict:
                 tab.pair: gr.Image(value=None, visible=False), tab.reason: "", tab.tags: "",
                 **{b: gr.Button(interactive=False) for b in tab.decide}}
     other = next((f for f in frame.flags if f.other), None)
-    pair = (gr.Image(value=preview(session.review.folder / other.other), visible=True,
+    pair = (gr.Image(value=thumbnails.preview(session.review.folder / other.other), visible=True,
                      label=f"its {other.check.replace('_', ' ')}: {other.other}") if other
             else gr.Image(value=None, visible=False))
-    return {tab.image: preview(frame.path), tab.details: frame_details(frame), tab.pair: pair,
+    return {tab.image: thumbnails.preview(frame.path), tab.details: frame_details(frame), tab.pair: pair,
             tab.reason: frame.exclusion_reason, tab.tags: join_tags(frame.tags),
             **{b: gr.Button(interactive=frame.trainable) for b in tab.decide}}
 

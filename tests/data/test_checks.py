@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from lora_studio.data import checks
+from lora_studio.data import checks, outliers
 from lora_studio.data.captions import split_tags
+from lora_studio.data.frames import to_rgb
 from lora_studio.toy.character import draw_character_frame
 
 
@@ -166,9 +167,9 @@ def test_the_odd_frame_out_is_the_outlier():
     frames = {f"f{i}": im for i, im in enumerate(toy_frames(16))}
     base = frames["f7"]
     frames["stretched"] = base.resize((96, 220)).crop((0, 60, 96, 156))  # body pulled to twice its height
-    extractor = checks.ImageStatsFeatures()
+    extractor = outliers.ImageStatsFeatures()
 
-    flags = checks.outlier_flags(measured(frames, extractor), extractor.blocks, extractor.block_names)
+    flags = outliers.outlier_flags(measured(frames, extractor), extractor.blocks, extractor.block_names)
 
     assert "stretched" in flags
     assert "distorted action frame" in flags["stretched"][0].message
@@ -179,16 +180,16 @@ def test_outlier_scores_compare_nearest_frames_with_typical_pairs():
     rng = np.random.default_rng(0)
     features = np.concatenate([rng.normal(0, 1, (30, 8)), rng.normal(8, 1, (1, 8))])
 
-    scores = checks.outlier_scores(features)
+    scores = outliers.outlier_scores(features)
 
-    assert scores.argmax() == 30 and scores[30] > 2 * checks.OUTLIER_THRESHOLD
-    assert np.median(scores) < checks.OUTLIER_THRESHOLD
+    assert scores.argmax() == 30 and scores[30] > 2 * outliers.OUTLIER_THRESHOLD
+    assert np.median(scores) < outliers.OUTLIER_THRESHOLD
 
 
 def test_sixteen_bit_frames_are_scaled_not_clipped_to_white():
     arr = np.full((16, 16), 20000, dtype=np.uint16)
 
-    rgb = checks.to_rgb8(Image.fromarray(arr))
+    rgb = to_rgb(Image.fromarray(arr))
 
     assert rgb.mode == "RGB" and abs(int(np.asarray(rgb)[0, 0, 0]) - round(20000 / 65535 * 255)) <= 1
 
@@ -207,11 +208,11 @@ def one_torch_thread():
 def test_the_base_models_vae_can_be_the_feature_extractor(tiny_model_dir, one_torch_thread):
     from lora_studio.models.load import load_base
 
-    extractor = checks.VaeFeatures(load_base(str(tiny_model_dir)).vae, size=64)
+    extractor = outliers.VaeFeatures(load_base(str(tiny_model_dir)).vae, size=64)
     frames = {f"f{i}": im for i, im in enumerate(toy_frames(9, size=64))}
 
     facts = measured(frames, extractor)
-    scores = checks.outlier_scores(np.stack([f.features for f in facts.values()]), extractor.blocks)
+    scores = outliers.outlier_scores(np.stack([f.features for f in facts.values()]), extractor.blocks)
 
     # Random tiny weights say nothing about looks; this checks the plumbing (a real VAE is measured in
     # benchmarks/review.md).
@@ -227,7 +228,7 @@ def test_a_downloaded_clip_vision_model_plugs_in_from_a_local_folder(tmp_path):
     CLIPVisionModelWithProjection(config).save_pretrained(tmp_path / "clip")
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path / "clip")
 
-    extractor = checks.ClipImageFeatures(tmp_path / "clip")
+    extractor = outliers.ClipImageFeatures(tmp_path / "clip")
     vector = extractor(toy_frames(1, size=64)[0])
 
     assert vector.shape == (16,) and np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)

@@ -16,6 +16,7 @@ from lora_studio.data.review import ReviewState, state_path
 from lora_studio.errors import UserError
 from lora_studio.toy.dataset import read_distorted, write_demo_dataset
 from lora_studio.ui import dataset_tab as tab
+from lora_studio.ui import thumbnails
 from lora_studio.ui.train_tab import budget_text
 
 
@@ -54,8 +55,8 @@ def test_every_frame_is_shown_worst_first_with_its_flags_and_why_they_matter(dem
     details = tab.frame_details(outliers[0])
     assert "**outlier** — unusual for this set" in details and "distorted action frame" in details
     assert "kept** for training" in details
-    tile = tab.badged(outliers[0])
-    assert tile.size == (tab.THUMB, tab.THUMB)
+    tile = thumbnails.badged(outliers[0])
+    assert tile.size == (thumbnails.THUMB, thumbnails.THUMB)
     assert "outlier" in tab.badge_caption(outliers[0])
     assert [f.id for f in tab.shown_frames(session.review, "all", "file name")][:2] == ["frame_000.png", "frame_001.png"]
 
@@ -142,7 +143,8 @@ def test_broken_files_are_listed_as_unusable_and_cannot_be_excluded(demo_frames)
     assert {f.id for f in unusable} == {"broken.png", "notes.png"}
     assert ("cannot be used (2)", "unusable") in tab.filter_choices(session.review)
     for frame in unusable:
-        assert "CANNOT USE" in tab.badge_caption(frame) and tab.badged(frame).size == (tab.THUMB, tab.THUMB)
+        assert "CANNOT USE" in tab.badge_caption(frame)
+        assert thumbnails.badged(frame).size == (thumbnails.THUMB, thumbnails.THUMB)
         assert "cannot be used for training" in tab.frame_details(frame)
         with pytest.raises(UserError, match="cannot be used for training"):
             tab.set_kept(session, frame.id, False)
@@ -181,11 +183,11 @@ def test_reviewing_in_the_studio_never_imports_torch(demo_frames, studio_home):
     (demo_frames / "frame_001.txt").write_text("tibbie, " + ", ".join(f"detail number {i}" for i in range(30)))
     code = ("import sys\n"
             "from lora_studio.ui.app import build_app\n"
-            "from lora_studio.ui import dataset_tab as tab\n"
+            "from lora_studio.ui import dataset_tab as tab, thumbnails\n"
             "build_app()\n"
             "s = tab.DatasetSession()\n"
             f"tab.review_folder(s, {str(demo_frames)!r}, '', 64)\n"
-            "[tab.badged(f) for f in s.review.frames]\n"
+            "[thumbnails.badged(f) for f in s.review.frames]\n"
             "tab.save_tags(s, 'frame_001.png', 'tibbie, ' + ', '.join(f'more detail {i}' for i in range(40)))\n"
             "assert s.review.frame('frame_001.png').has('long_caption')\n"
             "assert 'torch' not in sys.modules, 'the Dataset tab imported torch'\n"
