@@ -23,11 +23,11 @@ from lora_studio.config import SCHEMA_VERSION, TrainConfig, config_from_dict, du
 from lora_studio.errors import UserError
 
 JOB_FILE = "job.toml"
-KINDS = ("train", "probe", "sweep")
+KINDS = ("train", "probe", "sweep", "xy")
 TERMINAL = ("done", "stopped", "error")
 SWEEP_BATCH_SIZES = (1, 2, 3, 4)
 # Keys of job.toml that describe the job rather than the training config.
-JOB_KEYS = ("kind", "batch_sizes", "created")
+JOB_KEYS = ("kind", "batch_sizes", "created", "xy")
 
 
 @dataclass
@@ -98,6 +98,29 @@ def submit(kind: str, config: TrainConfig, *, batch_sizes=None, start_worker: bo
     if start_worker:
         ensure_worker()
     return Job(run_dir, kind, config, sizes)
+
+
+def submit_xy(settings, *, start_worker: bool = True) -> Job:
+    """Queue an XY plot (generate.xy_job.XYSettings) of a run: job.toml names the base, [xy] holds the plot."""
+    from lora_studio.generate.xy import run_loras
+    from lora_studio.generate.xy_job import settings_toml
+
+    settings = dataclasses.replace(settings, run=str(Path(settings.run).expanduser().resolve()))
+    settings.check()  # a mistake in the fields is refused now, not after the worker loaded the model
+    # The run's own base_model string (resolved as submit() resolves it), so the worker's BaseCache
+    # finds the base that training left loaded.
+    config = _absolute_paths(TrainConfig(name=run_loras(settings.run).name, base_model=settings.base)).validate()
+    run_dir = paths.runs_dir() / new_job_id("xy", config.name)
+    run_dir.mkdir(parents=True)
+    values = {"kind": "xy", "created": time.strftime("%Y-%m-%d %H:%M:%S"), "schema_version": SCHEMA_VERSION,
+              "name": config.name, "base_model": config.base_model}
+    tmp = run_dir / (JOB_FILE + ".tmp")
+    tmp.write_text(dump_toml(values, header="LoRA Studio job: xy") + settings_toml(settings), encoding="utf-8")
+    tmp.replace(run_dir / JOB_FILE)
+    runfiles.append_event(run_dir, {"type": "queued", "kind": "xy", "resume": False})
+    if start_worker:
+        ensure_worker()
+    return Job(run_dir, "xy", config)
 
 
 def load_job(run_dir: Path) -> Job:

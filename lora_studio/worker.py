@@ -264,7 +264,17 @@ def run_sweep(job: jobs.Job, emit, should_stop, resume: bool, bases: BaseCache) 
     return {"runs": runs}
 
 
-RUNNERS: dict[str, Callable] = {"train": run_train, "probe": run_probe_job, "sweep": run_sweep}
+def run_xy_job(job: jobs.Job, emit, should_stop, resume: bool, bases: BaseCache) -> dict:
+    """An XY plot of a run's epoch files into the job folder, on the base kept loaded since training."""
+    from lora_studio.generate.xy_job import load_settings, render_xy
+
+    base = bases.get(job.config.base_model)
+    result = render_xy(load_settings(job.run_dir), base, job.run_dir, emit, should_stop)
+    bases.clean()  # the plot's adapters leave peft wrapper layers; the next job needs the plain base
+    return result
+
+
+RUNNERS: dict[str, Callable] = {"train": run_train, "probe": run_probe_job, "sweep": run_sweep, "xy": run_xy_job}
 
 
 def _hint_for(exc: BaseException, log: Path) -> str:

@@ -74,8 +74,8 @@ def remove_lora(unet, text_encoder) -> None:
     for module in (unet, text_encoder):
         if module is None:
             continue
-        if has_lora(module):
-            recurse_remove_peft_layers(module)
+        # Always: adapters deleted elsewhere (XY plots) leave empty wrappers that has_lora() no longer sees.
+        recurse_remove_peft_layers(module)
         module.__dict__.pop("peft_config", None)
         if hasattr(module, "_hf_peft_config_loaded"):
             module._hf_peft_config_loaded = False

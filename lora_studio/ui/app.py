@@ -12,7 +12,7 @@ import gradio as gr
 from lora_studio import paths, presets
 from lora_studio.config import TrainConfig
 from lora_studio.errors import UserError
-from lora_studio.ui import characters, dataset_tab, runs_tab, train_tab
+from lora_studio.ui import characters, dataset_tab, runs_tab, train_tab, xy_tab
 
 CSS = """
 .ls-status { font-size: 1.05em; padding: 4px 2px; }
@@ -65,6 +65,8 @@ def build_app(defaults: StudioDefaults | None = None) -> gr.Blocks:
                 form = train.comps
                 dataset_tab.build(dataset_page, form["dataset"], form["trigger_word"], form["resolution"],
                                   form["caption_extension"], folder=config.dataset, trigger_word=config.trigger_word)
+            with gr.Tab("XY plot", id="xy") as xy_page:
+                xy_tab.build(demo, xy_page)
             with gr.Tab("Runs", id="runs") as runs:
                 runs_tab.build(runs, tabs, train)
         # Frames kept or excluded on the Dataset tab change the step budget.
