@@ -1,0 +1,381 @@
+"""Pretrain the toy world's base model on procedural scenes (never the character), on a CPU.
+
+    python -m lora_studio.toy.pretrain                     # ~25 min on 2 idle cores → assets/toy-model
+    python -m lora_studio.toy.pretrain --unet-steps 200 --vae-steps 100 --out /tmp/toy   # a quick look
+
+Two stages, as Stable Diffusion was made: first the VAE learns to reconstruct 64x64 scenes
+(16x16x4 latents), then the UNet learns epsilon prediction on those latents with SD1.5's DDPM
+schedule, conditioned on the CLIP text encoder with clip skip 2 (what the seed recipe trains with).
+
+The text encoder is trained jointly with the UNet rather than left random: SD1.5's text encoder
+was pretrained (CLIP), so a toy one that already separates 'tree' from 'house' is the faithful
+miniature, and a LoRA's text-encoder learning rate then acts on meaningful weights. Tokens the
+scenes never use (like 'tibbie') keep their random initial embeddings: the character stays unknown.
+
+Everything is seeded and the step counts are fixed, so a rerun gives the same weights up to
+floating-point noise between machines. --minutes caps the wall time instead (then the result
+depends on machine speed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from lora_studio import paths
+from lora_studio.toy.scenes import draw_abstract
+
+# Sizes chosen so the UNet trains ~3 steps/s at batch 16 on 2 CPU cores and the whole folder
+# stays under 20 MB in fp16; the text encoder is mostly its 49408-token embedding table.
+TOY_UNET = dict(block_out_channels=(32, 64, 128), layers_per_block=1, attention_head_dim=8)
+TOY_VAE = dict(block_out_channels=(32, 32, 64), mid_block_add_attention=False)
+TOY_TEXT = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4)
+IMAGE_SIZE = 64
+
+
+@dataclass
+class PretrainSettings:
+    """Knobs of one pretraining run; the defaults are what made the shipped model."""
+
+    seed: int = 0
+    scenes: int = 4000           # distinct scenes (and as many abstract images for the VAE); flips double them
+    batch_size: int = 16
+    vae_steps: int = 800
+    vae_lr: float = 1e-3
+    vae_from: str | None = None  # reuse the VAE of an earlier toy-model folder (skips stage 1)
+    kl_weight: float = 1e-6      # as small as SD's: latents stay near-deterministic
+    unet_steps: int = 3000
+    unet_lr: float = 8e-4
+    te_lr: float = 4e-4
+    warmup_steps: int = 100
+    min_snr_gamma: float = 5.0   # Min-SNR weighting converges faster at the same cost
+    caption_dropout: float = 0.1  # empty captions teach the unconditional branch that CFG needs
+    clip_skip: int = 2
+    max_minutes: float | None = None
+
+
+def toy_components(seed: int = 0) -> dict:
+    """The toy model's SD1.5-class modules with random weights, before pretraining."""
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from lora_studio.models.tiny import SD15_SCHEDULER, load_clip_tokenizer
+
+    torch.manual_seed(seed)
+    levels = len(TOY_UNET["block_out_channels"])
+    vae_levels = len(TOY_VAE["block_out_channels"])
+    text_dim = TOY_TEXT["hidden_size"]
+    unet = UNet2DConditionModel(
+        sample_size=IMAGE_SIZE // 2 ** (vae_levels - 1), in_channels=4, out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D",) * (levels - 1) + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (levels - 1),
+        cross_attention_dim=text_dim, norm_num_groups=32, **TOY_UNET,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=32, sample_size=IMAGE_SIZE,
+        down_block_types=("DownEncoderBlock2D",) * vae_levels, up_block_types=("UpDecoderBlock2D",) * vae_levels,
+        **TOY_VAE,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, intermediate_size=text_dim * 4, max_position_embeddings=77, projection_dim=text_dim,
+        bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, hidden_act="quick_gelu", **TOY_TEXT,
+    ))
+    return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=load_clip_tokenizer(),
+                scheduler=PNDMScheduler(**SD15_SCHEDULER))
+
+
+def draw_pretraining_scenes(n: int, seed: int):
+    """n base scenes as a uint8 tensor (n, 3, 64, 64) and their tag lists."""
+    from lora_studio.toy.scenes import base_scenes
+
+    scenes = list(base_scenes(n, seed, IMAGE_SIZE))
+    return as_tensor([scene.image for scene in scenes]), [scene.tags for scene in scenes]
+
+
+def as_tensor(images):
+    """PIL images → one uint8 tensor (n, 3, H, W)."""
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.stack([np.asarray(i.convert("RGB"), dtype=np.uint8) for i in images])).permute(0, 3, 1, 2).contiguous()
+
+
+def character_colour_check(vae) -> dict:
+    """Tibbie's colour shares in a few frames and in their VAE reconstructions (evaluation only).
+
+    The VAE never trains on her; this says whether it can still encode her, which a LoRA needs.
+    """
+    import torch
+    from PIL import Image
+
+    from lora_studio.toy.character import POSES, draw_character_frame
+    from lora_studio.toy.measure import character_colour_shares
+
+    frames = [draw_character_frame(10_000 + i, pose).image for i, pose in enumerate(list(POSES) * 2)]
+    with torch.no_grad():
+        x = to_unit(as_tensor(frames))
+        recon = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
+    rebuilt = [Image.fromarray(((r.permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()) for r in recon]
+
+    def mean_shares(images):
+        shares = [character_colour_shares(i) for i in images]
+        return {k: round(sum(s[k] for s in shares) / len(shares), 4) for k in shares[0]}
+
+    return {"frames": mean_shares(frames), "reconstructed": mean_shares(rebuilt)}
+
+
+def to_unit(batch_uint8):
+    """uint8 images → floats in [-1, 1], the VAE's input range."""
+    return batch_uint8.float() / 127.5 - 1.0
+
+
+def cosine_lr(step: int, total: int, warmup: int) -> float:
+    """Warmup then cosine decay to 10% (the factor applied to the base learning rate)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class Clock:
+    """Elapsed time and an optional deadline shared by both stages."""
+
+    def __init__(self, max_minutes: float | None):
+        self.start = time.monotonic()
+        self.deadline = None if max_minutes is None else self.start + max_minutes * 60
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def out_of_time(self, share: float = 1.0) -> bool:
+        """True once `share` of the time budget is used (the VAE gets a share, the UNet the rest)."""
+        if self.deadline is None:
+            return False
+        return time.monotonic() >= self.start + share * (self.deadline - self.start)
+
+
+def train_vae(vae, images, s: PretrainSettings, clock: Clock, log: Callable[[str], None]) -> dict:
+    """Reconstruction (L1 + MSE) with a tiny KL term, on random flipped batches."""
+    import torch
+
+    gen = torch.Generator().manual_seed(s.seed + 1)
+    opt = torch.optim.AdamW(vae.parameters(), lr=s.vae_lr, weight_decay=0.0)
+    vae.train()
+    done, recent = 0, []
+    for step in range(s.vae_steps):
+        if clock.out_of_time(0.2):
+            log(f"vae: time budget reached at step {step}")
+            break
+        for group in opt.param_groups:
+            group["lr"] = s.vae_lr * cosine_lr(step, s.vae_steps, s.warmup_steps)
+        idx = torch.randint(0, len(images), (s.batch_size,), generator=gen)
+        x = to_unit(images[idx])
+        flip = torch.rand(s.batch_size, generator=gen) < 0.5
+        x[flip] = x[flip].flip(-1)
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample(generator=gen)).sample
+        rec = (recon - x).abs().mean() + (recon - x).pow(2).mean()
+        loss = rec + s.kl_weight * posterior.kl().mean() / posterior.mean[0].numel()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        recent.append(rec.item())
+        done = step + 1
+        if done % 50 == 0 or done == s.vae_steps:
+            log(f"vae step {done}/{s.vae_steps} rec {sum(recent) / len(recent):.4f} [{clock.elapsed():.0f}s]")
+            recent = []
+    vae.eval()
+    return {"vae_steps_done": done}
+
+
+def encode_latents(vae, images, batch: int = 64):
+    """Latent means and stds of every image and its mirror image; the scaling that gives unit variance."""
+    import torch
+
+    means, stds = [], []
+    with torch.no_grad():
+        for flip in (False, True):
+            for i in range(0, len(images), batch):
+                x = to_unit(images[i:i + batch])
+                dist = vae.encode(x.flip(-1) if flip else x).latent_dist
+                means.append(dist.mean)
+                stds.append(dist.std)
+    mean, std = torch.cat(means), torch.cat(stds)
+    scaling = 1.0 / mean.std().item()
+    return mean, std, scaling
+
+
+def reconstruction_error(vae, images) -> float:
+    """Mean absolute pixel error (0–255 scale) of encode→decode on the given images."""
+    import torch
+
+    with torch.no_grad():
+        x = to_unit(images)
+        recon = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
+    return ((recon - x).abs().mean() * 127.5).item()
+
+
+def train_unet(unet, text_encoder, tokenizer, latent_mean, latent_std, scaling, tags, s: PretrainSettings,
+               clock: Clock, log: Callable[[str], None]) -> dict:
+    """Epsilon prediction on SD1.5's DDPM schedule, text encoder trained alongside, EMA weights kept."""
+    import torch
+    from diffusers import DDPMScheduler
+    from diffusers.training_utils import EMAModel
+
+    from lora_studio.models.text import hidden_states_with_clip_skip, tokenize
+    from lora_studio.models.tiny import SD15_SCHEDULER
+
+    noise_scheduler = DDPMScheduler.from_config(SD15_SCHEDULER)  # ignores the PNDM-only keys
+    alphas = noise_scheduler.alphas_cumprod
+    gen = torch.Generator().manual_seed(s.seed + 2)
+    rng = random.Random(s.seed + 3)
+    params = [{"params": list(unet.parameters()), "lr": s.unet_lr},
+              {"params": list(text_encoder.parameters()), "lr": s.te_lr}]
+    opt = torch.optim.AdamW(params, weight_decay=1e-2)
+    trained = [p for group in params for p in group["params"]]
+    ema = EMAModel(trained, use_ema_warmup=True, power=3 / 4, decay=0.9995)
+    unet.train()
+    text_encoder.train()
+    n_images = len(tags)  # latents hold every image twice: as drawn, then mirrored
+    done, recent, started = 0, [], clock.elapsed()
+    for step in range(s.unet_steps):
+        if clock.out_of_time():
+            log(f"unet: time budget reached at step {step}")
+            break
+        factor = cosine_lr(step, s.unet_steps, s.warmup_steps)
+        opt.param_groups[0]["lr"] = s.unet_lr * factor
+        opt.param_groups[1]["lr"] = s.te_lr * factor
+        idx = torch.randint(0, len(latent_mean), (s.batch_size,), generator=gen)
+        eps_latent = torch.randn(latent_mean[idx].shape, generator=gen)
+        latents = (latent_mean[idx] + latent_std[idx] * eps_latent) * scaling
+        captions = []
+        for i in idx.tolist():
+            scene_tags = list(tags[i % n_images])
+            rng.shuffle(scene_tags)  # LoRA training shuffles tags too; order should not matter
+            captions.append("" if rng.random() < s.caption_dropout else ", ".join(scene_tags))
+        noise = torch.randn(latents.shape, generator=gen)
+        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (s.batch_size,), generator=gen)
+        noisy = noise_scheduler.add_noise(latents, noise, t)
+        cond = hidden_states_with_clip_skip(text_encoder, tokenize(tokenizer, captions), s.clip_skip)
+        pred = unet(noisy, t, cond).sample
+        per_sample = (pred - noise).pow(2).mean(dim=(1, 2, 3))
+        snr = alphas[t] / (1 - alphas[t])
+        weight = torch.clamp(snr, max=s.min_snr_gamma) / snr
+        loss = (per_sample * weight).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
+        opt.step()
+        ema.step(trained)
+        recent.append(per_sample.mean().item())
+        done = step + 1
+        if done % 50 == 0 or done == s.unet_steps:
+            rate = (clock.elapsed() - started) / done
+            log(f"unet step {done}/{s.unet_steps} mse {sum(recent) / len(recent):.4f} "
+                f"[{clock.elapsed():.0f}s, {rate:.2f}s/step]")
+            recent = []
+    ema.copy_to(trained)
+    unet.eval()
+    text_encoder.eval()
+    return {"unet_steps_done": done}
+
+
+def save_toy_model(components: dict, out: Path) -> Path:
+    """A diffusers folder whose weights are stored in fp16 (half the size) but load as fp32.
+
+    Configs keep dtype float32, as the hub's fp16 variants of SD1.5 do, so diffusers and
+    transformers both upcast on load and the model runs in fp32 on a CPU.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from lora_studio.models.tiny import save_diffusers_folder
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_diffusers_folder(components, tmp)
+    for weights in tmp.rglob("*.safetensors"):
+        tensors = load_file(weights)
+        save_file({k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}, weights,
+                  metadata={"format": "pt"})
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def pretrain(out: Path, s: PretrainSettings, log: Callable[[str], None] = print) -> dict:
+    """Draw scenes, train the VAE, then the UNet and text encoder; save the folder; return a summary."""
+    import torch
+
+    clock = Clock(s.max_minutes)
+    log(f"toy pretrain: {asdict(s)} threads={torch.get_num_threads()}")
+    components = toy_components(s.seed)
+    images, tags = draw_pretraining_scenes(s.scenes, s.seed)
+    held_out, _ = draw_pretraining_scenes(64, s.seed + 999)
+    abstract = as_tensor([draw_abstract(s.seed * 1_000_003 + i, IMAGE_SIZE) for i in range(s.scenes)])
+    log(f"drew {len(images)} scenes and {len(abstract)} abstract images [{clock.elapsed():.0f}s]")
+    if s.vae_from:
+        from diffusers import AutoencoderKL
+
+        components["vae"] = AutoencoderKL.from_pretrained(Path(s.vae_from) / "vae").float().eval()
+        summary = {"vae_from": s.vae_from}
+    else:
+        summary = train_vae(components["vae"], torch.cat([images, abstract]), s, clock, log)
+    summary["vae_seconds"] = round(clock.elapsed())
+    summary["vae_mean_abs_error_255"] = round(reconstruction_error(components["vae"], held_out), 2)
+    summary["vae_character_colours"] = character_colour_check(components["vae"])
+    log(f"vae held-out mean abs error {summary['vae_mean_abs_error_255']} / 255; "
+        f"character colour shares {summary['vae_character_colours']}")
+    mean, std, scaling = encode_latents(components["vae"], images)
+    components["vae"].register_to_config(scaling_factor=scaling)
+    log(f"latent scaling factor {scaling:.4f} [{clock.elapsed():.0f}s]")
+    summary.update(train_unet(components["unet"], components["text_encoder"], components["tokenizer"],
+                              mean, std, scaling, tags, s, clock, log))
+    summary["total_seconds"] = round(clock.elapsed())
+    summary["scaling_factor"] = scaling
+    save_toy_model(components, out)
+    (out / "toy_pretrain.json").write_text(json.dumps({"settings": asdict(s), "summary": summary}, indent=2) + "\n")
+    log(f"saved {out} [{summary['total_seconds']}s]: {summary}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: python -m lora_studio.toy.pretrain [--out DIR] [--unet-steps N] …"""
+    defaults = PretrainSettings()
+    parser = argparse.ArgumentParser(prog="python -m lora_studio.toy.pretrain", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=paths.assets_dir() / "toy-model", help="diffusers folder to write")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--scenes", type=int, default=defaults.scenes)
+    parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps)
+    parser.add_argument("--unet-steps", type=int, default=defaults.unet_steps)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--vae-from", default=None, help="reuse the VAE of this toy-model folder")
+    parser.add_argument("--minutes", type=float, default=None, help="stop early after this many minutes")
+    parser.add_argument("--preview", type=Path, default=None, help="also render a grid of base prompts to this PNG")
+    args = parser.parse_args(argv)
+    settings = PretrainSettings(seed=args.seed, scenes=args.scenes, vae_steps=args.vae_steps,
+                                unet_steps=args.unet_steps, batch_size=args.batch_size, max_minutes=args.minutes,
+                                vae_from=args.vae_from)
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    pretrain(args.out, settings, log)
+    if args.preview:
+        from lora_studio.toy.preview import render_prompt_grid
+
+        render_prompt_grid(args.out, args.preview)
+        log(f"preview: {args.preview}")
+
+
+if __name__ == "__main__":
+    main()
