@@ -210,7 +210,8 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
                     emit({"type": "step", "step": step, "epoch": epoch + 1, "loss": last_loss,
                           "lr_unet": lr_unet, "lr_te": lr_te if train_te else 0.0, "total_steps": total_steps,
                           "elapsed_s": round(time.time() - started_at, 3)})
-                if should_stop():
+                # A stop on an epoch's last step still lets the epoch save its file below.
+                if should_stop() and step < (epoch + 1) * per_epoch:
                     stopped = True
                     break
             if stopped:

@@ -135,3 +135,22 @@ def test_a_base_model_kept_loaded_comes_back_without_the_lora(tiny_model_dir, ti
     after = base.unet.state_dict()
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_stop_on_an_epochs_last_step_still_writes_that_epochs_file(tiny_model_dir, tiny_frames, tmp_path):
+    events = []
+    config = tiny_config(tiny_model_dir, tiny_frames, epochs=2)  # 4 steps an epoch
+    result = train(config, tmp_path / "run", events.append,
+                   should_stop=lambda: sum(e["type"] == "step" for e in events) >= 4)
+    assert result["stopped"] and result["steps"] == 4
+    assert (tmp_path / "run" / "tibbie-000001.safetensors").is_file()
+    train(config, tmp_path / "run", resume=True)
+    assert (tmp_path / "run" / "tibbie-000002.safetensors").is_file()
+
+
+def test_a_stop_on_the_very_last_step_finishes_the_run(tiny_model_dir, tiny_frames, tmp_path):
+    events = []
+    result = train(tiny_config(tiny_model_dir, tiny_frames, epochs=1), tmp_path / "run", events.append,
+                   should_stop=lambda: sum(e["type"] == "step" for e in events) >= 4)
+    assert not result["stopped"] and events[-1]["type"] == "done"
+    assert (tmp_path / "run" / "tibbie-000001.safetensors").is_file()

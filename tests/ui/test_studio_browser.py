@@ -23,7 +23,7 @@ from lora_studio import paths, worker
 pytestmark = pytest.mark.slow
 
 PRESET = """schema_version = 1
-epochs = 3
+epochs = 12
 repeats = 1
 batch_size = 2
 resolution = 64
@@ -127,8 +127,8 @@ def test_start_watch_stop_and_resume_a_run_in_the_browser(studio, tmp_path):
             # One click on a preset fills every field, and the step budget follows.
             page.locator("#preset input").click()
             page.get_by_role("option", name="tiny-e2e").click()
-            expect(page.locator("#field-epochs input")).to_have_value("3")
-            expect(page.locator("#step-budget")).to_contain_text("8 frames × 1 repeats × 3 epochs ÷ batch 2 = 12 steps")
+            expect(page.locator("#field-epochs input")).to_have_value("12")
+            expect(page.locator("#step-budget")).to_contain_text("8 frames × 1 repeats × 12 epochs ÷ batch 2 = 48 steps")
 
             page.locator("#start-button").click()
             expect(page.locator("#form-message")).to_contain_text("queued as")
@@ -138,6 +138,7 @@ def test_start_watch_stop_and_resume_a_run_in_the_browser(studio, tmp_path):
             assert loss_points(page) >= 2
             page.screenshot(path=str(shots / "train.png"), full_page=True)
 
+            # Twelve epochs: Stop lands mid-run, not after the last step.
             page.locator("#stop-button").click()
             expect(page.locator("#monitor-status b[data-state='stopped']")).to_be_visible(timeout=180_000)
             expect(page.locator("#resume-button")).to_be_enabled()
@@ -150,7 +151,7 @@ def test_start_watch_stop_and_resume_a_run_in_the_browser(studio, tmp_path):
 
             page.locator("#resume-button").click()
             expect(page.locator("#monitor-status b[data-state='done']")).to_be_visible(timeout=240_000)
-            expect(page.locator("#epoch-files")).to_contain_text("tibbie-000003.safetensors")
+            expect(page.locator("#epoch-files")).to_contain_text("tibbie-000012.safetensors")
             expect(page.locator("#samples img").first).to_be_visible()
             page.screenshot(path=str(shots / "train-finished.png"), full_page=True)
 

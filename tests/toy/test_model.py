@@ -1,0 +1,78 @@
+"""The shipped toy base model: loads like any SD1.5 folder, runs in fp32 on a CPU, draws its scenes."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lora_studio.models.load import load_base, load_diffusers_folder, toy_model_dir
+from lora_studio.toy.measure import character_score
+from lora_studio.toy.preview import render
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return load_base("toy")
+
+
+def test_shipped_toy_model_is_a_small_diffusers_folder():
+    folder = toy_model_dir()
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline"
+    assert index["unet"] == ["diffusers", "UNet2DConditionModel"]
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    assert size <= 20 * 2**20
+
+
+def test_toy_model_loads_in_float32_for_the_cpu(toy):
+    for module in (toy.unet, toy.vae, toy.text_encoder):
+        assert next(module.parameters()).dtype == torch.float32
+    assert toy.vae_scale_factor * toy.unet.config.sample_size == 64
+    assert toy.noise_scheduler().config.beta_schedule == "scaled_linear"
+
+
+def test_base_prompts_draw_recognisable_scenes(toy):
+    # Averaged over seeds: the shipped model is small and undertrained, single images can miss.
+    def images(prompt):
+        return np.stack([np.asarray(render(toy, [prompt], seed=seed, steps=12)[0], dtype=float) for seed in range(4)])
+
+    beach, meadow = images("beach, sun"), images("meadow")
+    r, g, b = beach[:, 44:].mean(axis=(0, 1, 2))
+    assert r > b + 20  # sand along the bottom of a beach
+    r, g, b = meadow[:, 44:].mean(axis=(0, 1, 2))
+    assert g > r + 20 and g > b + 20  # grass along the bottom of a meadow
+    r, g, b = meadow[:, :16].mean(axis=(0, 1, 2))
+    assert b > r + 20  # sky above it
+    from lora_studio.toy.measure import tree_score
+    from PIL import Image
+
+    trees = np.mean([tree_score(Image.fromarray(i.astype("uint8"))) for i in images("meadow, tree")])
+    no_trees = np.mean([tree_score(Image.fromarray(i.astype("uint8"))) for i in meadow])
+    assert trees > no_trees + 0.03  # a tree is a tree: green crowns against the sky
+
+
+def test_toy_model_does_not_know_the_character_yet(toy):
+    images = render(toy, ["tibbie, sheep, pink bow, standing, meadow"] * 2, steps=12)
+    assert max(character_score(image) for image in images) < 0.02
+
+
+def test_pretraining_script_writes_a_loadable_model(tmp_path):
+    from lora_studio.toy.pretrain import PretrainSettings, pretrain
+
+    settings = PretrainSettings(scenes=8, batch_size=2, vae_steps=1, unet_steps=1, warmup_steps=1)
+    pretrain(tmp_path / "toy", settings, log=lambda line: None)
+    base = load_diffusers_folder(tmp_path / "toy")
+    assert next(base.text_encoder.parameters()).dtype == torch.float32
+    assert json.loads((tmp_path / "toy" / "toy_pretrain.json").read_text())["summary"]["unet_steps_done"] == 1
+
+
+@pytest.mark.xfail(strict=True, reason="the shipped VAE (600 steps) keeps only ~25% of the character's pink and ~18% "
+                   "of her white: enough for the LoRA proof, not for this bar; a longer VAE pretraining "
+                   "(--vae-steps 1500+) should pass it, then drop this mark")
+def test_toy_vae_can_encode_the_characters_colours(toy):
+    from lora_studio.toy.pretrain import character_colour_check
+
+    shares = character_colour_check(toy.vae)
+    assert shares["reconstructed"]["pink"] > 0.5 * shares["frames"]["pink"]
+    assert shares["reconstructed"]["fleece"] > 0.5 * shares["frames"]["fleece"]

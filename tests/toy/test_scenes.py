@@ -1,0 +1,65 @@
+"""The toy world's generator: same seed, same picture; base scenes never hold the character."""
+
+import random
+
+import numpy as np
+import pytest
+
+from lora_studio.toy.character import POSES, TRIGGER, draw_character_frame
+from lora_studio.toy.distort import DISTORTIONS, distort
+from lora_studio.toy.measure import character_colour_shares, character_score
+from lora_studio.toy.scenes import BACKGROUNDS, OBJECTS, draw_scene
+
+
+def test_same_seed_draws_the_same_scene_and_caption():
+    a, b = draw_scene(7), draw_scene(7)
+    assert a.image.tobytes() == b.image.tobytes() and a.caption == b.caption
+    c, d = draw_character_frame(3, "standing"), draw_character_frame(3, "standing")
+    assert c.image.tobytes() == d.image.tobytes() and c.caption == d.caption
+
+
+def test_different_seeds_draw_different_scenes():
+    assert len({draw_scene(seed).image.tobytes() for seed in range(10)}) == 10
+
+
+def test_base_scene_captions_use_only_the_base_vocabulary_never_the_character():
+    vocabulary = set(BACKGROUNDS) | set(OBJECTS)
+    for seed in range(300):
+        tags = draw_scene(seed).tags
+        assert tags[0] in BACKGROUNDS and set(tags) <= vocabulary
+        assert TRIGGER not in tags and "sheep" not in tags and "pink bow" not in tags
+
+
+def test_base_scenes_never_use_the_characters_colours():
+    for seed in range(150):
+        shares = character_colour_shares(draw_scene(seed).image)
+        assert shares["pink"] == 0 and shares["fleece"] == 0, (seed, shares)
+
+
+@pytest.mark.parametrize("pose", list(POSES))
+def test_every_pose_shows_her_pink_bow_and_white_fleece_with_a_matching_caption(pose):
+    frame = draw_character_frame(11, pose)
+    shares = character_colour_shares(frame.image)
+    assert shares["pink"] > 0.003 and shares["fleece"] > 0.04, shares
+    assert frame.tags[:3] == [TRIGGER, "sheep", "pink bow"] and pose in frame.caption
+    assert frame.image.size == (64, 64)
+
+
+def test_sitting_on_tree_draws_the_tree_and_tags_it():
+    frame = draw_character_frame(5, "sitting on tree")
+    assert "tree" in frame.tags
+    r, g, b = (channel.astype(int) for channel in np.asarray(frame.image).transpose(2, 0, 1))
+    leafy = (g > r + 40) & (g > b + 40)
+    assert leafy.mean() > 0.1
+
+
+@pytest.mark.parametrize("kind", DISTORTIONS)
+def test_each_distortion_changes_the_frame_but_keeps_its_size(kind):
+    frame = draw_character_frame(2, "full body")
+    bent = distort(frame.image, kind, random.Random(0))
+    assert bent.size == frame.image.size and bent.tobytes() != frame.image.tobytes()
+
+
+def test_character_score_separates_her_frames_from_base_scenes():
+    assert max(character_score(draw_scene(s).image) for s in range(30)) == 0
+    assert min(character_score(draw_character_frame(s).image) for s in range(30)) > 0.04
