@@ -208,22 +208,13 @@ TINY_PRESET = "schema_version = 1\nresolution = 64\nmin_bucket_reso = 32\nmax_bu
 @pytest.fixture
 def studio_on_demo_frames(studio_home, demo_frames, tmp_path):
     """launch.py as a user runs it, on the demo frames, with a preset for 64 px training."""
-    from test_studio_browser import wait_for_url
+    from test_studio_browser import running_studio
 
     (studio_home / "presets").mkdir(parents=True)
     (studio_home / "presets" / "tiny-review.toml").write_text(TINY_PRESET)
-    log = tmp_path / "studio.log"
-    env = {**os.environ, "LORA_STUDIO_HOME": str(studio_home), "GRADIO_ANALYTICS_ENABLED": "False",
-           "OMP_NUM_THREADS": "1"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(paths.project_root() / "launch.py"), "--no-browser",
-                                 "--dataset", str(demo_frames), "--name", "tibbie", "--trigger", "tibbie",
-                                 "--preset", "tiny-review"], stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        yield wait_for_url(log, proc)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with running_studio(studio_home, tmp_path, "--dataset", str(demo_frames), "--name", "tibbie",
+                        "--trigger", "tibbie", "--preset", "tiny-review") as url:
+        yield url
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ $LORA_STUDIO_SCREENSHOTS (docs/screenshots to refresh the README's) or to the te
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -75,11 +76,9 @@ def stop_worker_started_by_the_studio() -> None:
         time.sleep(0.2)
 
 
-@pytest.fixture
-def studio(studio_home, tiny_model_dir, tiny_frames, tmp_path):
-    """launch.py as a user runs it, on a tiny model and frame folder, with a tiny preset saved."""
-    (studio_home / "presets").mkdir(parents=True)
-    (studio_home / "presets" / "tiny-e2e.toml").write_text(PRESET)
+@contextlib.contextmanager
+def running_studio(studio_home: Path, tmp_path: Path, *launch_args: str):
+    """launch.py as a user runs it, in its own process; yields the URL, then stops it and its worker."""
     log = tmp_path / "studio.log"
     # One torch thread in the worker: on a shared 2-core CI machine, thread oversubscription makes the
     # tiny model's steps several times slower.
@@ -87,14 +86,23 @@ def studio(studio_home, tiny_model_dir, tiny_frames, tmp_path):
            "OMP_NUM_THREADS": "1"}
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, str(paths.project_root() / "launch.py"), "--no-browser",
-                                 "--base", str(tiny_model_dir), "--dataset", str(tiny_frames), "--name", "tibbie",
-                                 "--trigger", "tibbie"], stdout=out, stderr=subprocess.STDOUT, env=env)
+                                 *launch_args], stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         yield wait_for_url(log, proc)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         stop_worker_started_by_the_studio()
+
+
+@pytest.fixture
+def studio(studio_home, tiny_model_dir, tiny_frames, tmp_path):
+    """The studio on a tiny model and frame folder, with a tiny preset saved."""
+    (studio_home / "presets").mkdir(parents=True)
+    (studio_home / "presets" / "tiny-e2e.toml").write_text(PRESET)
+    with running_studio(studio_home, tmp_path, "--base", str(tiny_model_dir), "--dataset", str(tiny_frames),
+                        "--name", "tibbie", "--trigger", "tibbie") as url:
+        yield url
 
 
 def screenshot_dir(tmp_path: Path) -> Path:

@@ -158,18 +158,10 @@ def test_the_tab_checks_a_plot_without_importing_torch(trained, studio_home):
 def test_pick_a_run_generate_and_download_the_grid_in_the_browser(trained, tiny_model_dir, studio_home, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    from test_studio_browser import chromium_path, screenshot_dir, stop_worker_started_by_the_studio, wait_for_url
+    from test_studio_browser import chromium_path, running_studio, screenshot_dir
 
     executable = chromium_path()
-    log = tmp_path / "studio.log"
-    env = {**os.environ, "LORA_STUDIO_HOME": str(studio_home), "GRADIO_ANALYTICS_ENABLED": "False",
-           "OMP_NUM_THREADS": "1"}
-    with open(log, "w") as out:
-        studio = subprocess.Popen([sys.executable, str(paths.project_root() / "launch.py"), "--no-browser",
-                                   "--base", str(tiny_model_dir), "--name", "tibbie"], stdout=out,
-                                  stderr=subprocess.STDOUT, env=env)
-    try:
-        url = wait_for_url(log, studio)
+    with running_studio(studio_home, tmp_path, "--base", str(tiny_model_dir), "--name", "tibbie") as url:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
             try:
@@ -196,7 +188,4 @@ def test_pick_a_run_generate_and_download_the_grid_in_the_browser(trained, tiny_
                 page.screenshot(path=str(screenshot_dir(tmp_path) / "xy.png"), full_page=True)
             finally:
                 browser.close()
-    finally:
-        studio.terminate()
-        studio.wait(timeout=30)
-        stop_worker_started_by_the_studio()
+
