@@ -60,13 +60,19 @@ class RunReporter:
             self.bar.close()
 
 
+def _preset_label(args, config: TrainConfig) -> str:
+    from lora_studio.presets import preset_label
+
+    return preset_label(args.preset, config) if args.preset else ""
+
+
 def _prepare_run(args, config: TrainConfig) -> Path:
     run_dir = Path(args.output)
     run_dir.mkdir(parents=True, exist_ok=True)
     from lora_studio.runfiles import clear_stop
 
     clear_stop(run_dir)
-    save_config(config, run_dir / JOB_FILE)
+    save_config(config, run_dir / JOB_FILE, preset=_preset_label(args, config))
     return run_dir
 
 
@@ -134,7 +140,7 @@ def cmd_sweep(args) -> int:
                                      name=f"{base_config.name}-bs{batch_size}").validate()
         run_dir = root / f"bs{batch_size}"
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / JOB_FILE)
+        save_config(config, run_dir / JOB_FILE, preset=_preset_label(args, base_config))
         reporter = RunReporter(run_dir, args.quiet)
         result = _reporting_errors(reporter, lambda: train(config, run_dir, reporter, lambda: stop_requested(run_dir)))
         if result["stopped"]:

@@ -234,10 +234,12 @@ def dump_toml(values: dict, header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def save_config(config: TrainConfig, path: str | Path, sparse: bool = False, header: str = "") -> Path:
-    """Write a config (or only its changes, for presets) to TOML atomically."""
+def save_config(config: TrainConfig, path: str | Path, sparse: bool = False, header: str = "",
+                preset: str = "") -> Path:
+    """Write a config (or only its changes, for presets) to TOML atomically; preset labels a run's job.toml."""
     path = Path(path)
-    values = {"schema_version": SCHEMA_VERSION, **(config.changed_fields() if sparse else config.to_dict())}
+    values = {"schema_version": SCHEMA_VERSION, **({"preset": preset} if preset else {}),
+              **(config.changed_fields() if sparse else config.to_dict())}
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(dump_toml(values, header), encoding="utf-8")
     tmp.replace(path)
@@ -245,5 +247,7 @@ def save_config(config: TrainConfig, path: str | Path, sparse: bool = False, hea
 
 
 def load_config(path: str | Path) -> TrainConfig:
-    """Read a full or sparse config TOML file into a validated TrainConfig."""
-    return config_from_dict(load_toml(path))
+    """Read a full or sparse config TOML file into a validated TrainConfig (a run's preset label is not a field)."""
+    values = load_toml(path)
+    values.pop("preset", None)
+    return config_from_dict(values)

@@ -27,7 +27,7 @@ KINDS = ("train", "probe", "sweep", "xy")
 TERMINAL = ("done", "stopped", "error")
 SWEEP_BATCH_SIZES = (1, 2, 3, 4)
 # Keys of job.toml that describe the job rather than the training config.
-JOB_KEYS = ("kind", "batch_sizes", "created", "xy")
+JOB_KEYS = ("kind", "batch_sizes", "created", "xy", "preset")
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Job:
     kind: str
     config: TrainConfig
     batch_sizes: list[int] = field(default_factory=list)
+    preset: str = ""  # the preset it was started from, as presets.preset_label() wrote it
 
     @property
     def id(self) -> str:
@@ -79,7 +80,7 @@ def check_inputs(config: TrainConfig) -> None:
     kept_frames(config)
 
 
-def submit(kind: str, config: TrainConfig, *, batch_sizes=None, start_worker: bool = True) -> Job:
+def submit(kind: str, config: TrainConfig, *, batch_sizes=None, preset: str = "", start_worker: bool = True) -> Job:
     """Write runs/<id>/job.toml, queue it, and start the worker if none is running."""
     if kind not in KINDS:
         raise UserError(f"unknown job kind {kind!r}", f"one of {', '.join(KINDS)}")
@@ -90,6 +91,8 @@ def submit(kind: str, config: TrainConfig, *, batch_sizes=None, start_worker: bo
     values = {"kind": kind, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "schema_version": SCHEMA_VERSION}
     if sizes:
         values["batch_sizes"] = sizes
+    if preset:
+        values["preset"] = preset
     values.update(config.to_dict())
     tmp = run_dir / (JOB_FILE + ".tmp")
     tmp.write_text(dump_toml(values, header=f"LoRA Studio job: {kind}"), encoding="utf-8")
@@ -97,7 +100,7 @@ def submit(kind: str, config: TrainConfig, *, batch_sizes=None, start_worker: bo
     runfiles.append_event(run_dir, {"type": "queued", "kind": kind, "resume": False})
     if start_worker:
         ensure_worker()
-    return Job(run_dir, kind, config, sizes)
+    return Job(run_dir, kind, config, sizes, preset)
 
 
 def submit_xy(settings, *, start_worker: bool = True) -> Job:
@@ -130,7 +133,7 @@ def load_job(run_dir: Path) -> Job:
     kind = values.get("kind", "train")
     batch_sizes = [int(b) for b in values.get("batch_sizes", [])]
     config = config_from_dict({k: v for k, v in values.items() if k not in JOB_KEYS})
-    return Job(run_dir, kind, config, batch_sizes)
+    return Job(run_dir, kind, config, batch_sizes, str(values.get("preset", "")))
 
 
 def last_event(run_dir: Path) -> dict | None:

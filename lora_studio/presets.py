@@ -45,6 +45,19 @@ def load_preset(name_or_file: str, base: TrainConfig | None = None) -> TrainConf
         raise UserError(f"preset {path.name}: {exc.message}", exc.hint) from None
 
 
+# Fields that say whose LoRA it is; applying a preset keeps them, so they never count as an edit.
+CHARACTER_FIELDS = ("name", "trigger_word", "dataset", "base_model")
+
+
+def preset_label(name: str, config: TrainConfig) -> str:
+    """What a run says it was trained with: the preset's name, or 'name (edited)' if fields were changed."""
+    try:
+        applied = load_preset(name, base=TrainConfig(**{f: getattr(config, f) for f in CHARACTER_FIELDS}))
+    except UserError:
+        return ""
+    return name if applied.to_dict() == config.to_dict() else f"{name} (edited)"
+
+
 def save_preset(config: TrainConfig, name: str, note: str = "") -> Path:
     """Save the config's changes from the defaults as a user preset (dataset and model left out)."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}", name):

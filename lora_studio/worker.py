@@ -248,7 +248,7 @@ def run_sweep(job: jobs.Job, emit, should_stop, resume: bool, bases: BaseCache) 
         if last is not None and last.get("type") == "done":
             continue  # finished before the sweep was stopped and resumed
         run_dir.mkdir(exist_ok=True)
-        save_config(config, run_dir / jobs.JOB_FILE)
+        save_config(config, run_dir / jobs.JOB_FILE, preset=job.preset)
 
         def forward(event: dict, size=batch_size) -> None:
             # A sub-run's `done` must not end the sweep's own event stream.

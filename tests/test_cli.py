@@ -34,6 +34,10 @@ def test_probe_then_train_with_its_learning_rates(tiny_model_dir, tiny_frames, t
 
     meta = read_metadata(run_dir / "tibbie-000002.safetensors")
     assert float(meta["lora_studio_probe_d_lr"]) == pytest.approx(probe["d_lr"])
+    from lora_studio.generate.infotext import training_recipe
+
+    # The probe's LRs and epochs=2 changed the preset: a shared grid must not claim the plain recipe.
+    assert training_recipe(run_dir)["preset"] == "seed-recipe (edited)"
 
 
 def _run_until_first_step_then_stop(argv, run_dir, offset=0):

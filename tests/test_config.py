@@ -70,3 +70,13 @@ def test_saved_preset_is_sparse_and_shows_up_in_the_list(studio_home):
     assert "batch_size = 2" in text and "epochs" not in text and "/my/frames" not in text
     assert "Tibbie bs2" in list_presets()
     assert load_preset("Tibbie bs2").batch_size == 2
+
+
+def test_a_run_names_its_preset_and_says_when_fields_were_edited():
+    from lora_studio.presets import preset_label
+
+    character = {"name": "tibbie", "trigger_word": "tibbie", "dataset": "/frames", "base_model": "toy"}
+    applied = load_preset("seed-recipe", base=TrainConfig(**character))
+    assert preset_label("seed-recipe", applied) == "seed-recipe"
+    assert preset_label("seed-recipe", config_from_dict({"batch_size": 3}, applied)) == "seed-recipe (edited)"
+    assert preset_label("no-such-preset", applied) == ""

@@ -31,9 +31,11 @@ def test_a_submitted_job_is_queued_with_its_full_config(tiny_frames, monkeypatch
     assert again.config.dataset == str(tiny_frames)  # made absolute for a worker in another folder
 
 
-def test_a_sweep_job_remembers_its_batch_sizes(tiny_frames):
-    job = jobs.submit("sweep", tiny_config(tiny_frames), batch_sizes=[1, 3], start_worker=False)
-    assert jobs.load_job(job.run_dir).batch_sizes == [1, 3]
+def test_a_sweep_job_remembers_its_batch_sizes_and_preset(tiny_frames):
+    job = jobs.submit("sweep", tiny_config(tiny_frames), batch_sizes=[1, 3], preset="seed-recipe", start_worker=False)
+    again = jobs.load_job(job.run_dir)
+    assert again.batch_sizes == [1, 3]
+    assert again.preset == "seed-recipe"
 
 
 def test_an_unknown_job_kind_is_refused(tiny_frames):

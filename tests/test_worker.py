@@ -230,13 +230,18 @@ def test_a_base_kept_loaded_between_jobs_trains_exactly_like_a_fresh_one(tiny_mo
 @pytest.mark.slow
 def test_a_sweep_trains_one_run_per_batch_size_and_reports_them_in_one_stream(tiny_model_dir, tiny_frames):
     config = tiny_config(tiny_frames, model=tiny_model_dir, epochs=1, repeats=1)
-    run_dir = jobs.submit("sweep", config, batch_sizes=[2, 4], start_worker=False).run_dir
+    run_dir = jobs.submit("sweep", config, batch_sizes=[2, 4], preset="seed-recipe (edited)", start_worker=False).run_dir
     worker.serve(once=True)
 
     assert jobs.job_state(run_dir) == "done", jobs.last_event(run_dir)
+    from lora_studio.generate.infotext import training_recipe
+
     for size in (2, 4):
         assert (run_dir / f"bs{size}" / f"tibbie-bs{size}-000001.safetensors").is_file()
         assert jobs.job_state(run_dir / f"bs{size}") == "done"
+        # each batch size's grid can say what it was trained with
+        assert training_recipe(run_dir / f"bs{size}") == {**training_recipe(run_dir / f"bs{size}"),
+                                                         "preset": "seed-recipe (edited)", "batch size": str(size)}
     events = runfiles.read_events(run_dir)[0]
     assert [e["batch_size"] for e in events if e["type"] == "started"] == [2, 4]
     assert [e["type"] for e in events].count("done") == 1  # each run's own `done` arrives as `run_done`

@@ -2,6 +2,7 @@
 
     python -m lora_studio.toy.pretrain                     # ~25 min on 2 idle cores → assets/toy-model
     python -m lora_studio.toy.pretrain --unet-steps 200 --vae-steps 100 --out /tmp/toy   # a quick look
+    python -m lora_studio.toy.pretrain --out /tmp/again --compare assets/toy-model   # regenerate and compare
 
 Two stages, as Stable Diffusion was made: first the VAE learns to reconstruct 64x64 scenes
 (16x16x4 latents), then the UNet learns epsilon prediction on those latents with SD1.5's DDPM
@@ -312,6 +313,41 @@ def save_toy_model(components: dict, out: Path) -> Path:
     return out
 
 
+def compare_models(folder: Path, reference: Path) -> dict:
+    """How far a pretrained folder's weights are from a reference folder's, per component.
+
+    For each weights file: the largest absolute difference of any weight, and the mean absolute
+    difference relative to the reference's mean absolute weight. Reruns on the same machine give 0;
+    other CPUs and torch builds differ by floating-point noise that training amplifies a little.
+    """
+    from safetensors.torch import load_file
+
+    report = {}
+    for weights in sorted(Path(reference).rglob("*.safetensors")):
+        name = str(weights.relative_to(reference))
+        mine = Path(folder) / name
+        if not mine.exists():
+            report[weights.parent.name] = {"missing": name}
+            continue
+        a, b = load_file(mine), load_file(weights)
+        if set(a) != set(b):
+            report[weights.parent.name] = {"different_keys": sorted(set(a) ^ set(b))[:5]}
+            continue
+        max_abs, diff_sum, ref_sum, count = 0.0, 0.0, 0.0, 0
+        for key, ref in b.items():
+            if not ref.is_floating_point():
+                continue
+            delta = (a[key].float() - ref.float()).abs()
+            max_abs = max(max_abs, delta.max().item())
+            diff_sum += delta.sum().item()
+            ref_sum += ref.float().abs().sum().item()
+            count += ref.numel()
+        report[weights.parent.name] = {"max_abs_diff": max_abs,
+                                       "relative_mean_diff": diff_sum / ref_sum if ref_sum else 0.0,
+                                       "weights": count}
+    return report
+
+
 def pretrain(out: Path, s: PretrainSettings, log: Callable[[str], None] = print) -> dict:
     """Draw scenes, train the VAE, then the UNet and text encoder; save the folder; return a summary."""
     import torch
@@ -361,6 +397,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vae-from", default=None, help="reuse the VAE of this toy-model folder")
     parser.add_argument("--minutes", type=float, default=None, help="stop early after this many minutes")
     parser.add_argument("--preview", type=Path, default=None, help="also render a grid of base prompts to this PNG")
+    parser.add_argument("--compare", type=Path, default=None,
+                        help="afterwards, report how far the weights are from this toy-model folder (e.g. the shipped one)")
     args = parser.parse_args(argv)
     settings = PretrainSettings(seed=args.seed, scenes=args.scenes, vae_steps=args.vae_steps,
                                 unet_steps=args.unet_steps, batch_size=args.batch_size, max_minutes=args.minutes,
@@ -375,6 +413,9 @@ def main(argv: list[str] | None = None) -> None:
 
         render_prompt_grid(args.out, args.preview)
         log(f"preview: {args.preview}")
+    if args.compare:
+        for component, numbers in compare_models(args.out, args.compare).items():
+            log(f"compare {component}: {numbers}")
 
 
 if __name__ == "__main__":

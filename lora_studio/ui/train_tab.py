@@ -18,8 +18,7 @@ from lora_studio.errors import UserError
 from lora_studio.ui import characters, monitor
 from lora_studio.ui.form import ESSENTIAL, build_fields, read_form, to_widget, values_of
 
-# The fields that say who the character is; a preset never changes them.
-CHARACTER_FIELDS = ("name", "base_model", "dataset", "trigger_word")
+CHARACTER_FIELDS = presets.CHARACTER_FIELDS  # who the character is: a preset never changes them
 BUDGET_FIELDS = ("dataset", "repeats", "epochs", "batch_size", "resolution", "enable_buckets", "min_bucket_reso",
                  "max_bucket_reso", "bucket_reso_steps", "caption_extension", "unet_lr", "te_lr", "te_lr_divisor")
 
@@ -124,7 +123,7 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
                 characters.remember(config)
                 busy = jobs.active_job()
                 busy_state = jobs.job_state(busy) if busy else ""
-                job = jobs.submit(kind, config)
+                job = jobs.submit(kind, config, preset=presets.preset_label(data[preset], config))
             except UserError as exc:
                 return {form_message: monitor.error_text(exc)}
             what = {"train": "Training", "probe": "The LR probe", "sweep": "The batch-size sweep"}[kind]
