@@ -80,7 +80,8 @@ def naive(base, run: Path, epochs: int, weights: list[float], **settings) -> flo
 
 
 def ours(base, run: Path, out: Path, batch_size: int, **settings):
-    from lora_studio.generate.xy import XYPlan, parse_axis, xy_plot
+    from lora_studio.generate.xy import xy_plot
+    from lora_studio.generate.xy_plan import XYPlan, parse_axis
 
     plan = XYPlan(prompt=PROMPT, negative=NEGATIVE, x=parse_axis("epoch"), y=parse_axis(f"weight={WEIGHTS}"),
                   run=run, seed=settings["seed"], sampler=settings["sampler"], steps=settings["steps"],

@@ -105,7 +105,7 @@ def submit(kind: str, config: TrainConfig, *, batch_sizes=None, preset: str = ""
 
 def submit_xy(settings, *, start_worker: bool = True) -> Job:
     """Queue an XY plot (generate.xy_job.XYSettings) of a run: job.toml names the base, [xy] holds the plot."""
-    from lora_studio.generate.xy import run_loras
+    from lora_studio.generate.xy_plan import run_loras
     from lora_studio.generate.xy_job import settings_toml
 
     settings = dataclasses.replace(settings, run=str(Path(settings.run).expanduser().resolve()))

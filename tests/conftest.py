@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from frame_helpers import draw_frame
+
 # Tests never reach the network; a test that needs a hub download must fail, not hang.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -29,19 +31,6 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("tiny-sd15")
     return save_diffusers_folder(build_tiny_components(seed=0), folder)
-
-
-def draw_frame(path: Path, seed: int, size=(32, 32)) -> None:
-    """A small image with a coloured blob: distinct per seed, deterministic."""
-    from PIL import Image, ImageDraw
-    import random
-
-    rng = random.Random(seed)
-    img = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
-    d = ImageDraw.Draw(img)
-    x, y = rng.randrange(size[0] // 2), rng.randrange(size[1] // 2)
-    d.ellipse([x, y, x + size[0] // 2, y + size[1] // 2], fill=(255, 255, 255))
-    img.save(path)
 
 
 @pytest.fixture

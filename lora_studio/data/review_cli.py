@@ -50,7 +50,8 @@ def _extractor(args):
 
 def run_review(args) -> int:
     """Review a folder and print the flags (text or JSON); apply --exclude/--keep first."""
-    from lora_studio.data.review import ReviewState, list_image_files, review_dataset
+    from lora_studio.data.review import list_image_files, review_dataset
+    from lora_studio.data.review_state import ReviewState
 
     state = ReviewState.load(args.dataset)
     if args.exclude or args.keep:

@@ -53,7 +53,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def plan_from_args(args):
     """The XYPlan the flags describe (no model loaded, so mistakes are reported at once)."""
-    from lora_studio.generate.xy import XYPlan, parse_axis
+    from lora_studio.generate.xy_plan import XYPlan, parse_axis
 
     axes = [parse_axis(spec, args.sr) if spec else None for spec in (args.x, args.y, args.z)]
     if args.sr and not any(a is not None and a.kind == "sr" for a in axes):
@@ -79,7 +79,8 @@ def run_xy(args) -> int:
 
     from lora_studio.generate.grid import share_copy
     from lora_studio.generate.infotext import recipe_text, training_recipe
-    from lora_studio.generate.xy import plan_cells, xy_plot
+    from lora_studio.generate.xy import xy_plot
+    from lora_studio.generate.xy_plan import plan_cells
     from lora_studio.models.load import load_base
     from lora_studio.runfiles import append_event, clear_stop, stop_requested
 

@@ -65,7 +65,7 @@ class XYSettings:
 
     def check(self):
         """Every cell planned from the run's files as they are now (no model): user errors surface here."""
-        from lora_studio.generate.xy import plan_cells
+        from lora_studio.generate.xy_plan import plan_cells
 
         return plan_cells(self.to_plan())
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from lora_studio.toy.scenes import (Canvas, Scene, draw_background, draw_objects, draw_tree, jitter,
+from lora_studio.toy.scenes import (Canvas, Scene, draw_background, draw_objects, draw_tree,
                                     tree_crown_top)
 
 TRIGGER = "tibbie"

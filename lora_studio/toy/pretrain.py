@@ -48,15 +48,16 @@ class PretrainSettings:
     seed: int = 0
     scenes: int = 4000           # distinct scenes (and as many abstract images for the VAE); flips double them
     batch_size: int = 16
-    vae_steps: int = 800
+    vae_steps: int = 1500
     vae_lr: float = 1e-3
     vae_from: str | None = None  # reuse the VAE of an earlier toy-model folder (skips stage 1)
     kl_weight: float = 1e-6      # as small as SD's: latents stay near-deterministic
-    unet_steps: int = 3000
+    unet_steps: int = 2000
     unet_lr: float = 8e-4
     te_lr: float = 4e-4
     warmup_steps: int = 100
     min_snr_gamma: float = 5.0   # Min-SNR weighting converges faster at the same cost
+    noise_offset: float = 0.1    # lets the model draw dark (night) and bright scenes; see train_unet
     caption_dropout: float = 0.1  # empty captions teach the unconditional branch that CFG needs
     clip_skip: int = 2
     max_minutes: float | None = None
@@ -264,6 +265,12 @@ def train_unet(unet, text_encoder, tokenizer, latent_mean, latent_std, scaling, 
             rng.shuffle(scene_tags)  # LoRA training shuffles tags too; order should not matter
             captions.append("" if rng.random() < s.caption_dropout else ", ".join(scene_tags))
         noise = torch.randn(latents.shape, generator=gen)
+        if s.noise_offset:
+            # SD1.5's schedule leaves ~7% of the signal at t=999, so a model trained on plain noise reads
+            # an image's overall brightness from the starting noise's mean and draws every prompt mid-grey
+            # (worse at 16x16 latents, whose noise mean varies more). Per-channel offsets hide that mean
+            # at high t, as kohya's noise_offset does, so brightness follows the prompt (night is dark).
+            noise = noise + s.noise_offset * torch.randn((s.batch_size, latents.shape[1], 1, 1), generator=gen)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (s.batch_size,), generator=gen)
         noisy = noise_scheduler.add_noise(latents, noise, t)
         cond = hidden_states_with_clip_skip(text_encoder, tokenize(tokenizer, captions), s.clip_skip)
@@ -394,6 +401,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps)
     parser.add_argument("--unet-steps", type=int, default=defaults.unet_steps)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--noise-offset", type=float, default=defaults.noise_offset)
     parser.add_argument("--vae-from", default=None, help="reuse the VAE of this toy-model folder")
     parser.add_argument("--minutes", type=float, default=None, help="stop early after this many minutes")
     parser.add_argument("--preview", type=Path, default=None, help="also render a grid of base prompts to this PNG")
@@ -402,6 +410,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = PretrainSettings(seed=args.seed, scenes=args.scenes, vae_steps=args.vae_steps,
                                 unet_steps=args.unet_steps, batch_size=args.batch_size, max_minutes=args.minutes,
+                                noise_offset=args.noise_offset,
                                 vae_from=args.vae_from)
 
     def log(line: str) -> None:

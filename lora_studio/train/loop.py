@@ -39,7 +39,7 @@ def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lam
 
     config.validate()
     if not config.trigger_word and config.dataset:
-        from lora_studio.data.review import ReviewState
+        from lora_studio.data.review_state import ReviewState
 
         # The trigger word set in the Dataset tab counts when the run does not name one.
         config = dataclasses.replace(config, trigger_word=ReviewState.load(config.dataset).trigger_word)
@@ -248,7 +248,7 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
 
 def load_kept_frames(config: TrainConfig):
     """The frames the user kept in review, with their edited tags; skipped files with reasons."""
-    from lora_studio.data.review import training_frames
+    from lora_studio.data.review_state import training_frames
 
     if not config.dataset:
         raise UserError("no dataset folder given", "pass --dataset DIR (a folder of images with .txt captions)")

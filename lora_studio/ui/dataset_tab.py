@@ -17,7 +17,8 @@ import gradio as gr
 
 from lora_studio.data import checks
 from lora_studio.data.captions import join_tags
-from lora_studio.data.review import DatasetReview, FrameReview, ReviewState, review_dataset
+from lora_studio.data.review import DatasetReview, FrameReview, review_dataset
+from lora_studio.data.review_state import ReviewState
 from lora_studio.errors import UserError
 from lora_studio.ui import thumbnails
 from lora_studio.ui.monitor import error_text

@@ -25,7 +25,8 @@ BUDGET_FIELDS = ("dataset", "repeats", "epochs", "batch_size", "resolution", "en
 
 def kept_of(config: TrainConfig, kept: int) -> str:
     """'kept 44 of 46 frames': frames excluded on the Dataset tab are not trained."""
-    from lora_studio.data.review import ReviewState, list_image_files
+    from lora_studio.data.review import list_image_files
+    from lora_studio.data.review_state import ReviewState
 
     excluded = ReviewState.load(config.dataset).excluded_ids() & set(list_image_files(Path(config.dataset)))
     return f"kept {kept} of {kept + len(excluded)} frames"

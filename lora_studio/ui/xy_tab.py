@@ -20,7 +20,7 @@ from lora_studio.config import TrainConfig
 from lora_studio.errors import UserError
 from lora_studio.generate.pipeline import sampler_names
 from lora_studio.generate.prompt import set_lora_tag, split_lora_tags
-from lora_studio.generate.xy import EPOCH_FILE
+from lora_studio.generate.xy_plan import EPOCH_FILE
 from lora_studio.generate.xy_job import DEFAULT_Y, XYSettings, default_prompt, run_axis
 from lora_studio.ui.monitor import STATE_WORDS, error_text
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import draw_frame
+from frame_helpers import draw_frame
 from lora_studio.data.buckets import (
     TrainItem, bucket_sizes, cache_latents, epoch_batches, load_training_pixels, pick_bucket, steps_per_epoch,
 )

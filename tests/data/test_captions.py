@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from conftest import draw_frame
+from frame_helpers import draw_frame
 from lora_studio.data.captions import (
     add_tag, count_clip_tokens, ensure_trigger_first, join_tags, remove_tag, replace_tag, shuffle_and_drop,
     split_tags, tag_frequency,

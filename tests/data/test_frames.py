@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from conftest import draw_frame
+from frame_helpers import draw_frame
 from lora_studio.data.frames import open_rgb, scan_frames
 from lora_studio.errors import UserError
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import draw_frame
-from lora_studio.data.review import ReviewState, review_dataset, state_path, training_frames
+from frame_helpers import draw_frame
+from lora_studio.data.review import review_dataset
+from lora_studio.data.review_state import ReviewState, state_path, training_frames
 from lora_studio.errors import UserError
 
 

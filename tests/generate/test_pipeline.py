@@ -12,7 +12,7 @@ from lora_studio.errors import UserError
 from lora_studio.generate.pipeline import (encode_prompts, make_scheduler, parse_sampler, render, sampler_names)
 from lora_studio.models.text import hidden_states_with_clip_skip, tokenize
 
-from conftest import NEGATIVE, SIZE, STEPS
+from xy_helpers import NEGATIVE, SIZE, STEPS
 
 REQUIRED = ["Euler a", "Euler", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE Karras", "DDIM", "UniPC"]
 

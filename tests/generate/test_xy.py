@@ -9,11 +9,12 @@ from PIL import Image
 from lora_studio.errors import UserError
 from lora_studio.generate.grid import read_parameters, share_copy
 from lora_studio.generate.pipeline import render
-from lora_studio.generate.xy import XYPlan, parse_axis, plan_cells, xy_plot
+from lora_studio.generate.xy import xy_plot
+from lora_studio.generate.xy_plan import XYPlan, parse_axis, plan_cells
 from lora_studio.train.lora_file import lora_file_hash
 
 from a1111_infotext import parse_infotext, parse_lora_hashes
-from conftest import NEGATIVE, PROMPT, SIZE, STEPS, write_run
+from xy_helpers import NEGATIVE, PROMPT, SIZE, STEPS, write_run
 
 
 def make_plan(run, x="epoch", y="weight=0,0.5,1", **changes) -> XYPlan:

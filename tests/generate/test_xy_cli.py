@@ -13,7 +13,7 @@ from lora_studio.generate.grid import read_parameters
 from lora_studio.generate.xy_cli import add_xy_parser, parse_size, plan_from_args
 
 from a1111_infotext import parse_infotext
-from conftest import NEGATIVE, PROMPT, SIZE
+from xy_helpers import NEGATIVE, PROMPT, SIZE
 
 
 def parse(argv: list[str]):

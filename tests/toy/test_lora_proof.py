@@ -24,7 +24,7 @@ def demo_run(tmp_path_factory):
     """The demo preset trained on the demo frames, the distorted ones excluded in review."""
     import os
 
-    from lora_studio.data.review import ReviewState
+    from lora_studio.data.review_state import ReviewState
     from lora_studio.train.loop import train
 
     home = tmp_path_factory.mktemp("home")

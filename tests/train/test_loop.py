@@ -9,7 +9,6 @@ import torch
 from lora_studio.config import config_from_dict
 from lora_studio.errors import UserError
 from lora_studio.presets import load_preset
-from lora_studio.runfiles import read_events
 from lora_studio.train.loop import train
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from lora_studio import paths
 from lora_studio.config import TrainConfig
-from lora_studio.data.review import ReviewState, state_path
+from lora_studio.data.review_state import ReviewState, state_path
 from lora_studio.errors import UserError
 from lora_studio.toy.dataset import read_distorted, write_demo_dataset
 from lora_studio.ui import dataset_tab as tab
