@@ -15,6 +15,7 @@ from lora_studio import jobs, paths, runfiles, worker
 from lora_studio.config import TrainConfig, save_config
 from lora_studio.errors import UserError
 from lora_studio.generate.xy_job import axis_runs
+from lora_studio.ui import xy_progress as progress
 from lora_studio.ui import xy_tab as tab
 
 SIZE = 32
@@ -95,7 +96,7 @@ def test_mistakes_are_shown_in_words_before_or_after_queueing(trained):
     # What only the model can tell (an odd size for its VAE) comes back from the worker, in words.
     job_dir, _ = tab.generate(form(trained, size="33x33"), start_worker=False)
     assert worker.run_job(job_dir) == "error"
-    shown = tab.update(tab.PlotWatch().follow(str(job_dir)))
+    shown = progress.update(progress.PlotWatch().follow(str(job_dir)))
     assert "data-state='error'" in shown["status"] and "size 33x33 is not a multiple of" in shown["message"]
     assert not shown["stop"]["interactive"] and not shown["grid_file"]["interactive"]
 
@@ -107,21 +108,21 @@ def test_generate_queues_a_plot_and_the_tab_follows_it_cell_by_cell_to_the_downl
 
     # The grid grows: after two cells, those two are in place and the rest are grey.
     events = runfiles.read_events(job_dir)[0]
-    progress, thumbs = tab.PlotProgress(), {}
+    plot, thumbs = progress.PlotProgress(), {}
     for event in events:
-        progress.feed(event)
+        plot.feed(event)
         if event["type"] == "cell":
-            thumbs[(event["x"], event["y"], 0)] = tab._thumb(event["path"])
+            thumbs[(event["x"], event["y"], 0)] = progress._thumb(event["path"])
             if len(thumbs) == 2:
                 break
-    growing = np.asarray(tab.preview(progress, thumbs))
-    status = tab.status_html(progress, "running")
+    growing = np.asarray(progress.preview(plot, thumbs))
+    status = progress.status_html(plot, "running")
     assert "cells 2 / 4" in status and "<progress value='2' max='4'>" in status
     grey = (growing == 200).all(axis=2)
-    assert 2 * tab.PREVIEW_CELL ** 2 <= grey.sum() < 3 * tab.PREVIEW_CELL ** 2  # two cells still to come
+    assert 2 * progress.PREVIEW_CELL ** 2 <= grey.sum() < 3 * progress.PREVIEW_CELL ** 2  # two cells still to come
 
-    watch = tab.PlotWatch().follow(str(job_dir))
-    shown = tab.update(watch)
+    watch = progress.PlotWatch().follow(str(job_dir))
+    shown = progress.update(watch)
     assert shown["job"] == str(job_dir) and [c[1] for c in shown["choices"]] == [str(job_dir)]
     assert "data-state='done'" in shown["status"] and "cells 4 / 4" in shown["status"]
     assert "3 rendered · 1 reused" in shown["status"]
@@ -130,11 +131,11 @@ def test_generate_queues_a_plot_and_the_tab_follows_it_cell_by_cell_to_the_downl
     assert f"`{job_dir}`" in shown["message"]
     # 32 px cells would show as a stamp: the finished grid is shown drawn larger, every cell in place
     finished = np.asarray(shown["image"])
-    assert finished.shape[1] > 2 * tab.PREVIEW_CELL and (finished == 200).all(axis=2).sum() < tab.PREVIEW_CELL ** 2
+    assert finished.shape[1] > 2 * progress.PREVIEW_CELL and (finished == 200).all(axis=2).sum() < progress.PREVIEW_CELL ** 2
     assert shown["grid_file"]["value"] == str(grid) and shown["grid_file"]["interactive"]
     assert shown["share_file"]["value"] == str(job_dir / "xy_grid-0001-share.jpg")
     assert not shown["stop"]["interactive"]
-    assert tab.update(watch) == {}  # nothing new: nothing sent to the browser
+    assert progress.update(watch) == {}  # nothing new: nothing sent to the browser
 
 
 def test_the_tab_checks_a_plot_without_importing_torch(trained, studio_home):
