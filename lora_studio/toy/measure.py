@@ -1,8 +1,8 @@
 """How much of Tibbie an image shows, counted in her colours.
 
 Base scenes never use her pink and nothing in them is as white as her fleece (scenes.py makes
-sure), so the share of those pixels is a simple ground truth: ~0 for the base model, clearly
-above 0 once a LoRA has learned her.
+sure), so the share of fleece-white pixels is a simple ground truth: ~0 for the base model,
+clearly above 0 once a LoRA has learned her.
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ def character_colour_shares(image) -> dict[str, float]:
 
 
 def character_score(image) -> float:
-    """Pink plus fleece share: the measure the LoRA proof compares at weight 0 and 1.
+    """Share of fleece-white pixels: the measure the LoRA proof compares at weight 0 and 1.
 
+    Her fleece is most of her and the base model never draws it (0.0001 of pixels at weight 0).
+    Her pink is reported beside it but left out: it is a small bow, and the base model's
+    oversaturated skies and clouds make pinkish pixels of their own (~1.5 % at CFG 5).
     Black is left out because night skies and shadows are nearly black too.
     """
-    shares = character_colour_shares(image)
-    return shares["pink"] + shares["fleece"]
+    return character_colour_shares(image)["fleece"]
 
 
 def tree_score(image) -> float:

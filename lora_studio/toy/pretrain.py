@@ -57,7 +57,7 @@ class PretrainSettings:
     te_lr: float = 4e-4
     warmup_steps: int = 100
     min_snr_gamma: float = 5.0   # Min-SNR weighting converges faster at the same cost
-    noise_offset: float = 0.1    # lets the model draw dark (night) and bright scenes; see train_unet
+    noise_offset: float = 0.1    # as kohya's noise_offset; see train_unet
     caption_dropout: float = 0.1  # empty captions teach the unconditional branch that CFG needs
     clip_skip: int = 2
     max_minutes: float | None = None
@@ -267,9 +267,9 @@ def train_unet(unet, text_encoder, tokenizer, latent_mean, latent_std, scaling, 
         noise = torch.randn(latents.shape, generator=gen)
         if s.noise_offset:
             # SD1.5's schedule leaves ~7% of the signal at t=999, so a model trained on plain noise reads
-            # an image's overall brightness from the starting noise's mean and draws every prompt mid-grey
-            # (worse at 16x16 latents, whose noise mean varies more). Per-channel offsets hide that mean
-            # at high t, as kohya's noise_offset does, so brightness follows the prompt (night is dark).
+            # an image's overall brightness from the starting noise's mean (worse at 16x16 latents, whose
+            # noise mean varies more). Per-channel offsets hide that mean at high t, as kohya's
+            # noise_offset does. On its own it did not make night dark here (benchmarks/toy_world.md).
             noise = noise + s.noise_offset * torch.randn((s.batch_size, latents.shape[1], 1, 1), generator=gen)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (s.batch_size,), generator=gen)
         noisy = noise_scheduler.add_noise(latents, noise, t)

@@ -62,7 +62,7 @@ def test_the_character_appears_at_weight_one_and_not_at_weight_zero(demo_run):
     at_zero = mean(scores(lora, 0.0, CHARACTER, character_score))
     at_one = mean(scores(lora, 1.0, CHARACTER, character_score))
     print(f"character score: weight 0 → {at_zero:.4f}, weight 1 → {at_one:.4f}")
-    assert at_zero < 0.01
+    assert at_zero < MAX_CHARACTER_AT_0
     assert at_one > at_zero + MIN_CHARACTER_GAIN
 
 
@@ -71,12 +71,18 @@ def test_an_unseen_pose_still_draws_the_tree_at_moderate_weight(demo_run):
 
     lora, _ = demo_run
     trees = mean(scores(lora, 0.6, UNSEEN, tree_score))
+    trees_without_asking = mean(scores(lora, 0.6, CHARACTER, tree_score))
     character = mean(scores(lora, 0.6, UNSEEN, character_score))
-    print(f"'{UNSEEN}' at weight 0.6: tree {trees:.4f}, character {character:.4f}")
+    print(f"'{UNSEEN}' at weight 0.6: tree {trees:.4f} (vs {trees_without_asking:.4f} for '{CHARACTER}'), "
+          f"character {character:.4f}")
     assert trees > MIN_TREE_AT_06
+    assert trees > trees_without_asking + MIN_TREE_GAIN  # the word 'tree' still works with the LoRA on
     assert character > MIN_CHARACTER_AT_06
 
 
-MIN_CHARACTER_GAIN = 0.02  # measured 0.0015 → 0.047
-MIN_TREE_AT_06 = 0.08  # measured 0.17 (0.16 with no LoRA)
-MIN_CHARACTER_AT_06 = 0.005  # measured 0.017
+# Measured on the shipped toy model r4 (benchmarks/toy_world.md); fleece share, 6 seeds, CFG 5.
+MAX_CHARACTER_AT_0 = 0.005  # measured 0.0001
+MIN_CHARACTER_GAIN = 0.02  # measured 0.0001 → 0.056
+MIN_TREE_AT_06 = 0.15  # measured 0.26 (0.35 with no LoRA)
+MIN_TREE_GAIN = 0.02  # measured 0.26 vs 0.19
+MIN_CHARACTER_AT_06 = 0.005  # measured 0.012
