@@ -49,8 +49,10 @@ def load_preset(name_or_file: str, base: TrainConfig | None = None) -> TrainConf
 CHARACTER_FIELDS = ("name", "trigger_word", "dataset", "base_model")
 
 
-def preset_label(name: str, config: TrainConfig) -> str:
+def preset_label(name: str | None, config: TrainConfig) -> str:
     """What a run says it was trained with: the preset's name, or 'name (edited)' if fields were changed."""
+    if not name:
+        return ""
     try:
         applied = load_preset(name, base=TrainConfig(**{f: getattr(config, f) for f in CHARACTER_FIELDS}))
     except UserError:

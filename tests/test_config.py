@@ -79,4 +79,4 @@ def test_a_run_names_its_preset_and_says_when_fields_were_edited():
     applied = load_preset("seed-recipe", base=TrainConfig(**character))
     assert preset_label("seed-recipe", applied) == "seed-recipe"
     assert preset_label("seed-recipe", config_from_dict({"batch_size": 3}, applied)) == "seed-recipe (edited)"
-    assert preset_label("no-such-preset", applied) == ""
+    assert preset_label("no-such-preset", applied) == preset_label(None, applied) == ""
