@@ -182,7 +182,7 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
     gr.on([comps[n].change for n in BUDGET_FIELDS if n in comps], on_budget, inputs=form_inputs, outputs=budget,
           show_progress="hidden", trigger_mode="always_last")
     for button, kind in ((start, "train"), (find_lr, "probe"), (sweep, "sweep")):
-        button.click(submit(kind), inputs={*form_inputs, watch}, outputs=[*panel_outputs, form_message], **quiet)
+        button.click(submit(kind), inputs={*form_inputs, watch, preset}, outputs=[*panel_outputs, form_message], **quiet)
     gr.Timer(1.0).tick(on_tick, inputs=watch, outputs=[*panel_outputs, *comps.values()], show_progress="hidden")
     panel.job.input(on_watch, inputs=[panel.job, watch], outputs=panel_outputs, show_progress="hidden")
     panel.stop.click(on_stop, inputs=watch, outputs=[*panel_outputs, form_message], **quiet)

@@ -122,7 +122,7 @@ def status_state(page) -> str:
     return page.locator("#monitor-status b[data-state]").get_attribute("data-state") or ""
 
 
-def test_start_watch_stop_and_resume_a_run_in_the_browser(studio, tmp_path):
+def test_start_watch_stop_and_resume_a_run_in_the_browser(studio, studio_home, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     shots = screenshot_dir(tmp_path)
@@ -140,6 +140,8 @@ def test_start_watch_stop_and_resume_a_run_in_the_browser(studio, tmp_path):
 
             page.locator("#start-button").click()
             expect(page.locator("#form-message")).to_contain_text("queued as")
+            # the run remembers its preset, for the recipe a shared grid names
+            assert 'preset = "tiny-e2e"' in next((studio_home / "runs").glob("*/job.toml")).read_text()
             page.wait_for_function("() => document.querySelectorAll(\"#loss-plot path[aria-roledescription='line mark']\").length > 0",
                                    timeout=180_000)
             expect(page.locator("#epoch-files")).to_contain_text("tibbie-000001.safetensors", timeout=180_000)
