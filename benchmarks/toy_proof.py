@@ -12,17 +12,13 @@ character and tree scores of lora_studio/toy/measure.py as a markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 from statistics import mean
 
-PROMPTS = ("tibbie, sheep, pink bow, standing, meadow", "tibbie, sheep, sitting on tree")
 WEIGHTS = (0.0, 0.6, 1.0)
-SEEDS = range(6)
-SETTINGS = dict(sampler="DPM++ 2M Karras", steps=20, cfg=5.0, width=64, height=64, clip_skip=2)
 
 
 def main() -> None:
@@ -33,35 +29,23 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ["LORA_STUDIO_HOME"] = tempfile.mkdtemp(prefix="toy-proof-")
 
-    from lora_studio import paths
-    from lora_studio.config import config_from_dict
-    from lora_studio.data.review_state import ReviewState
     from lora_studio.generate.pipeline import LoraRenderer
     from lora_studio.models.load import load_base
-    from lora_studio.presets import load_preset
     from lora_studio.toy.measure import character_colour_shares, character_score, tree_score
     from lora_studio.toy.preview import contact_sheet
-    from lora_studio.train.loop import train
+    from lora_studio.toy.proof import CHARACTER_PROMPT, SEEDS, UNSEEN_PROMPT, render_seeds, train_demo_lora
 
-    dataset = paths.assets_dir() / "demo-dataset"
-    distorted = json.loads((dataset / "distorted.json").read_text())
-    ReviewState.load(dataset).set_kept_many(list(distorted), False, "distorted action frame")
-    config = config_from_dict({"dataset": str(dataset), "name": "tibbie", "sample_prompts": [],
-                               "base_model": args.base}, load_preset("demo"))
-    run_dir = Path(os.environ["LORA_STUDIO_HOME"]) / "run"
     started = time.monotonic()
-    result = train(config, run_dir)
+    lora, result = train_demo_lora(Path(os.environ["LORA_STUDIO_HOME"]) / "run", base=args.base)
     print(f"trained {result['steps']} steps in {time.monotonic() - started:.1f} s")
-    lora = run_dir / f"tibbie-{config.epochs:06d}.safetensors"
 
     images = []
     print("| prompt | LoRA weight | character score (fleece-white share) | pink share | tree score |\n"
           "|---|---|---|---|---|")
     with LoraRenderer(load_base(args.base)) as renderer:
-        for prompt in PROMPTS:
+        for prompt in (CHARACTER_PROMPT, UNSEEN_PROMPT):
             for weight in WEIGHTS:
-                loras = [(lora, weight, weight)] if weight else []
-                row = [renderer.images(loras, [prompt], [""], [seed], **SETTINGS)[0] for seed in SEEDS]
+                row = render_seeds(renderer, lora, weight, prompt)
                 images += row
                 pink = mean(character_colour_shares(image)["pink"] for image in row)
                 print(f"| {prompt} | {weight:g} | {mean(map(character_score, row)):.4f} | {pink:.4f} | "

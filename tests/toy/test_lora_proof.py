@@ -4,19 +4,12 @@ Measured with lora_studio.toy.measure (her colours, a tree crown against the sky
 this test holds are written down in benchmarks/toy_world.md.
 """
 
-import json
 from statistics import mean
 
 import pytest
 
-from lora_studio import paths
-from lora_studio.config import config_from_dict
-from lora_studio.presets import load_preset
-
-SEEDS = range(6)
-SETTINGS = dict(sampler="DPM++ 2M Karras", steps=20, cfg=5.0, width=64, height=64, clip_skip=2)
-CHARACTER = "tibbie, sheep, pink bow, standing, meadow"
-UNSEEN = "tibbie, sheep, sitting on tree"  # a pose the demo frames never show
+from lora_studio.toy.proof import CHARACTER_PROMPT as CHARACTER
+from lora_studio.toy.proof import UNSEEN_PROMPT as UNSEEN
 
 
 @pytest.fixture(scope="module")
@@ -24,35 +17,27 @@ def demo_run(tmp_path_factory):
     """The demo preset trained on the demo frames, the distorted ones excluded in review."""
     import os
 
-    from lora_studio.data.review_state import ReviewState
-    from lora_studio.train.loop import train
+    from lora_studio.toy.proof import train_demo_lora
 
     home = tmp_path_factory.mktemp("home")
     old = os.environ.get("LORA_STUDIO_HOME")
     os.environ["LORA_STUDIO_HOME"] = str(home)
     try:
-        dataset = paths.assets_dir() / "demo-dataset"
-        distorted = json.loads((dataset / "distorted.json").read_text())
-        ReviewState.load(dataset).set_kept_many(list(distorted), False, "distorted action frame")
-        config = config_from_dict({"dataset": str(dataset), "name": "tibbie", "sample_prompts": []},
-                                  load_preset("demo"))
-        run_dir = home / "run"
-        result = train(config, run_dir)
+        return train_demo_lora(home / "run")
     finally:
         if old is None:
             os.environ.pop("LORA_STUDIO_HOME")
         else:
             os.environ["LORA_STUDIO_HOME"] = old
-    return run_dir / f"tibbie-{config.epochs:06d}.safetensors", result
 
 
 def scores(lora, weight, prompt, measure):
     from lora_studio.generate.pipeline import LoraRenderer
     from lora_studio.models.load import load_base
+    from lora_studio.toy.proof import render_seeds
 
     with LoraRenderer(load_base("toy")) as renderer:
-        loras = [(lora, weight, weight)] if weight else []
-        return [measure(renderer.images(loras, [prompt], [""], [seed], **SETTINGS)[0]) for seed in SEEDS]
+        return [measure(image) for image in render_seeds(renderer, lora, weight, prompt)]
 
 
 def test_the_character_appears_at_weight_one_and_not_at_weight_zero(demo_run):
