@@ -13,8 +13,8 @@ was pretrained (CLIP), so a toy one that already separates 'tree' from 'house' i
 miniature, and a LoRA's text-encoder learning rate then acts on meaningful weights. Tokens the
 scenes never use (like 'tibbie') keep their random initial embeddings: the character stays unknown.
 
-Everything is seeded and the step counts are fixed, so a rerun gives the same weights up to
-floating-point noise between machines. --minutes caps the wall time instead (then the result
+Everything is seeded and the step counts are fixed, so a rerun gives the same weights (bit-identical
+on the same machine and thread count, measured) up to floating-point noise between machines. --minutes caps the wall time instead (then the result
 depends on machine speed).
 """
 
