@@ -14,8 +14,8 @@ miniature, and a LoRA's text-encoder learning rate then acts on meaningful weigh
 scenes never use (like 'tibbie') keep their random initial embeddings: the character stays unknown.
 
 Everything is seeded and the step counts are fixed, so a rerun gives the same weights (bit-identical
-on the same machine and thread count, measured) up to floating-point noise between machines. --minutes caps the wall time instead (then the result
-depends on machine speed).
+on the same machine and thread count, measured) up to floating-point noise between machines.
+--minutes caps the wall time instead (then the result depends on machine speed).
 """
 
 from __future__ import annotations
