@@ -1,7 +1,7 @@
 """The toy world's proof, measured: a demo-preset LoRA makes tibbie appear; the table and picture.
 
     python benchmarks/toy_proof.py                         # shipped toy model → table + assets/toy-lora-proof.png
-    python benchmarks/toy_proof.py --base /tmp/r4 --png /tmp/proof.png   # a freshly pretrained model
+    python benchmarks/toy_proof.py --base /tmp/r5 --png /tmp/proof.png   # a freshly pretrained model
 
 Trains `presets/demo.toml` on `assets/demo-dataset` with its distorted frames excluded in review (in a
 throwaway studio folder, so the user's own review state is untouched), then renders two prompts at

@@ -30,9 +30,9 @@ def character_colour_shares(image) -> dict[str, float]:
 def character_score(image) -> float:
     """Share of fleece-white pixels: the measure the LoRA proof compares at weight 0 and 1.
 
-    Her fleece is most of her and the base model never draws it (0.0001 of pixels at weight 0).
-    Her pink is reported beside it but left out: it is a small bow, and the base model's
-    oversaturated skies and clouds make pinkish pixels of their own (~1.5 % at CFG 5).
+    Her fleece is most of her and the base model never draws it (0.0002 of pixels at weight 0).
+    Her pink is reported beside it but left out: it is a small bow that a 64 px demo LoRA barely
+    reproduces (< 0.1 % of pixels), and the earlier toy model r4 drew pinkish skies of its own.
     Black is left out because night skies and shadows are nearly black too.
     """
     return character_colour_shares(image)["fleece"]

@@ -35,7 +35,11 @@ from lora_studio.toy.scenes import draw_abstract
 
 # Sizes chosen so the UNet trains ~3 steps/s at batch 16 on 2 CPU cores and the whole folder
 # stays under 20 MB in fp16; the text encoder is mostly its 49408-token embedding table.
-TOY_UNET = dict(block_out_channels=(32, 64, 128), layers_per_block=1, attention_head_dim=8)
+# The UNet's GroupNorms get 8 groups, 4+ channels each (SD1.5: 32 groups of 10+). With diffusers'
+# default of 32 groups its 32-channel layers, the output norm among them, normalise every channel
+# on its own, which wipes out a channel's spatial mean: the model could not move an image's overall
+# brightness from the prompt, so "night" came out as bright as "meadow" (benchmarks/toy_world.md).
+TOY_UNET = dict(block_out_channels=(32, 64, 128), layers_per_block=1, attention_head_dim=8, norm_num_groups=8)
 TOY_VAE = dict(block_out_channels=(32, 32, 64), mid_block_add_attention=False)
 TOY_TEXT = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4)
 IMAGE_SIZE = 64
@@ -79,7 +83,7 @@ def toy_components(seed: int = 0) -> dict:
         sample_size=IMAGE_SIZE // 2 ** (vae_levels - 1), in_channels=4, out_channels=4,
         down_block_types=("CrossAttnDownBlock2D",) * (levels - 1) + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (levels - 1),
-        cross_attention_dim=text_dim, norm_num_groups=32, **TOY_UNET,
+        cross_attention_dim=text_dim, **TOY_UNET,
     )
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=32, sample_size=IMAGE_SIZE,
@@ -269,7 +273,7 @@ def train_unet(unet, text_encoder, tokenizer, latent_mean, latent_std, scaling, 
             # SD1.5's schedule leaves ~7% of the signal at t=999, so a model trained on plain noise reads
             # an image's overall brightness from the starting noise's mean (worse at 16x16 latents, whose
             # noise mean varies more). Per-channel offsets hide that mean at high t, as kohya's
-            # noise_offset does. On its own it did not make night dark here (benchmarks/toy_world.md).
+            # noise_offset does. It cannot help while GroupNorm erases channel means (see TOY_UNET).
             noise = noise + s.noise_offset * torch.randn((s.batch_size, latents.shape[1], 1, 1), generator=gen)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (s.batch_size,), generator=gen)
         noisy = noise_scheduler.add_noise(latents, noise, t)

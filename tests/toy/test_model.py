@@ -50,6 +50,8 @@ def test_base_prompts_draw_recognisable_scenes(toy):
     trees = np.mean([tree_score(Image.fromarray(i.astype("uint8"))) for i in images("meadow, tree")])
     no_trees = np.mean([tree_score(Image.fromarray(i.astype("uint8"))) for i in meadow])
     assert trees > no_trees + 0.03  # a tree is a tree: green crowns against the sky
+    night = images("night, moon").mean()
+    assert night < 80 and night < meadow.mean() - 40  # night is dark (drawn night scenes average ~40)
 
 
 def test_toy_model_does_not_know_the_character_yet(toy):
