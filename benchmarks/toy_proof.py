@@ -2,6 +2,7 @@
 
     python benchmarks/toy_proof.py                         # shipped toy model → table + assets/toy-lora-proof.png
     python benchmarks/toy_proof.py --base /tmp/r5 --png /tmp/proof.png   # a freshly pretrained model
+    python benchmarks/toy_proof.py --lora runs/x/tibbie-000002.safetensors   # measure a LoRA you trained
 
 Trains `presets/demo.toml` on `assets/demo-dataset` with its distorted frames excluded in review (in a
 throwaway studio folder, so the user's own review state is untouched), then renders two prompts at
@@ -25,6 +26,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="toy", help="'toy' (the shipped model) or a toy-model folder")
     parser.add_argument("--png", type=Path, default=None, help="contact sheet to write (rows: prompt × weight)")
+    parser.add_argument("--lora", type=Path, default=None,
+                        help="measure this LoRA file (trained on the toy model) instead of training the demo one")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ["LORA_STUDIO_HOME"] = tempfile.mkdtemp(prefix="toy-proof-")
@@ -35,9 +38,11 @@ def main() -> None:
     from lora_studio.toy.preview import contact_sheet
     from lora_studio.toy.proof import CHARACTER_PROMPT, SEEDS, UNSEEN_PROMPT, render_seeds, train_demo_lora
 
-    started = time.monotonic()
-    lora, result = train_demo_lora(Path(os.environ["LORA_STUDIO_HOME"]) / "run", base=args.base)
-    print(f"trained {result['steps']} steps in {time.monotonic() - started:.1f} s")
+    lora = args.lora
+    if lora is None:
+        started = time.monotonic()
+        lora, result = train_demo_lora(Path(os.environ["LORA_STUDIO_HOME"]) / "run", base=args.base)
+        print(f"trained {result['steps']} steps in {time.monotonic() - started:.1f} s")
 
     images = []
     print("| prompt | LoRA weight | character score (fleece-white share) | pink share | tree score |\n"
