@@ -30,11 +30,17 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "tests" / "ui"))
     from test_studio_browser import chromium_path, running_studio  # the browser tests' launcher
 
+    import pytest
+
+    try:
+        chromium = chromium_path()
+    except pytest.skip.Exception as missing:  # the browser test's own words on what to install
+        sys.exit(f"cannot take screenshots: {missing}")
     from playwright.sync_api import expect, sync_playwright
 
     args.out.mkdir(parents=True, exist_ok=True)
     with running_studio(home, home, "--name", "tibbie", "--trigger", "tibbie") as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
             page.goto(url)
