@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
 import sys
 from pathlib import Path
 
 from lora_studio.config import FIELD_NAMES, TrainConfig, config_from_dict, field_info, parse_overrides, save_config
 from lora_studio.errors import UserError
-
-JOB_FILE = "job.toml"
 
 
 def build_config(args) -> TrainConfig:
@@ -30,34 +28,63 @@ def build_config(args) -> TrainConfig:
     return config
 
 
-class RunReporter:
-    """Turns the loop's events into events.jsonl lines and a tqdm bar on the terminal."""
+class TerminalProgress:
+    """A Recorder listener: a tqdm bar over the steps, and one line for each file written."""
 
-    def __init__(self, run_dir: Path, quiet: bool = False):
-        self.run_dir = run_dir
-        self.quiet = quiet
+    def __init__(self):
         self.bar = None
 
     def __call__(self, event: dict) -> None:
-        from lora_studio.runfiles import append_event
+        from lora_studio import runfiles
 
-        append_event(self.run_dir, event)
         kind = event.get("type")
-        if self.quiet:
-            return
-        if kind == "started":
+        if kind == runfiles.STARTED:
             from tqdm import tqdm
 
+            if self.bar is not None:
+                self.bar.close()
             self.bar = tqdm(total=event["total_steps"], initial=event.get("start_step", 0), unit="step",
                             dynamic_ncols=True)
-        elif kind == "step" and self.bar is not None:
+        elif kind == runfiles.STEP and self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(epoch=event["epoch"], loss=f"{event['loss']:.4f}", lr=f"{event['lr_unet']:.2e}")
-        elif kind in ("checkpoint", "sample", "warning", "probe"):
+        elif kind in (runfiles.CHECKPOINT, runfiles.SAMPLE, runfiles.WARNING, runfiles.PROBE):
             text = event.get("path") or event.get("message") or f"d·lr {event.get('d_lr'):.3g} → unet_lr {event.get('unet_lr'):.3g}"
             (self.bar.write if self.bar else print)(f"{kind}: {text}")
-        elif kind in ("done", "stopped") and self.bar is not None:
+        elif kind in (runfiles.DONE, runfiles.STOPPED, runfiles.RUN_DONE) and self.bar is not None:
             self.bar.close()
+            self.bar = None
+
+
+def recorder(run_dir: Path, quiet: bool = False):
+    """The CLI's emit(): events.jsonl in the run folder (as the worker writes it), plus the terminal's view."""
+    from lora_studio.runfiles import Recorder
+
+    return Recorder(run_dir, None if quiet else TerminalProgress())
+
+
+@contextlib.contextmanager
+def holding_gpu(job: str):
+    """Run a heavy command under the studio's GPU lock; refused (UserError, exit 2) while someone holds it.
+
+    On release, jobs the studio queued meanwhile get a worker: their submit found the lock held.
+    """
+    from lora_studio import jobs
+    from lora_studio.lock import CLI, GpuLock
+
+    lock = GpuLock(CLI)
+    lock.acquire(job=job)
+    try:
+        yield lock
+    finally:
+        lock.release()
+        if jobs.queued_jobs():
+            jobs.ensure_worker()
+
+
+def _queued(job) -> int:
+    print(f"queued as {job.id} for the studio's worker: {job.run_dir}")
+    return 0
 
 
 def _preset_label(args, config: TrainConfig) -> str:
@@ -69,7 +96,7 @@ def _preset_label(args, config: TrainConfig) -> str:
 def _prepare_run(args, config: TrainConfig) -> Path:
     run_dir = Path(args.output)
     run_dir.mkdir(parents=True, exist_ok=True)
-    from lora_studio.runfiles import clear_stop
+    from lora_studio.runfiles import JOB_FILE, clear_stop
 
     clear_stop(run_dir)
     save_config(config, run_dir / JOB_FILE, preset=_preset_label(args, config))
@@ -77,33 +104,40 @@ def _prepare_run(args, config: TrainConfig) -> Path:
 
 
 def cmd_train(args) -> int:
-    """Train a LoRA; --resume continues a stopped run from its saved state."""
-    from lora_studio.runfiles import stop_requested
+    """Train a LoRA; --resume continues a stopped run from its saved state; --queue hands it to the worker."""
+    from lora_studio import jobs, paths
+    from lora_studio.runfiles import JOB_FILE, PROBE_FILE, atomic_write, clear_stop, stop_requested
     from lora_studio.train.loop import train
 
     if args.resume:
         run_dir = Path(args.resume if isinstance(args.resume, str) else args.output or "")
         if not (run_dir / JOB_FILE).is_file():
             raise UserError(f"nothing to resume in {run_dir}", "pass the folder of a stopped run: --resume RUN_DIR")
-        from lora_studio.jobs import load_job
-
-        config = load_job(run_dir).config  # a run started in the studio has job keys besides the config
+        if args.queue:
+            if run_dir.resolve().parent != paths.runs_dir().resolve():
+                raise UserError(f"the studio's worker only runs jobs in {paths.runs_dir()}",
+                                f"resume it here without --queue: lora-studio train --resume {run_dir}")
+            jobs.resume(run_dir)
+            print(f"queued {run_dir.name} to resume in the studio's worker")
+            return 0
+        config = jobs.load_job(run_dir).config  # a run started in the studio has job keys besides the config
         args.output = str(run_dir)
-        from lora_studio.runfiles import clear_stop
-
-        clear_stop(run_dir)
     else:
-        if not args.output:
+        if not args.output and not args.queue:
             raise UserError("no output folder given", "pass --output RUN_DIR")
         config = build_config(args)
-        run_dir = _prepare_run(args, config)
-        if args.lr_from_probe:
-            import shutil
-
-            shutil.copyfile(Path(args.lr_from_probe) / "probe.json", run_dir / "probe.json")
-    reporter = RunReporter(run_dir, args.quiet)
-    result = _reporting_errors(reporter, lambda: train(config, run_dir, reporter, lambda: stop_requested(run_dir),
-                                                       resume=bool(args.resume)))
+        if args.queue:
+            return _queued(jobs.submit("train", config, preset=_preset_label(args, config)))
+    with holding_gpu(Path(args.output).name):
+        if args.resume:
+            clear_stop(run_dir)
+        else:
+            run_dir = _prepare_run(args, config)
+            if args.lr_from_probe:
+                atomic_write(run_dir / PROBE_FILE, (Path(args.lr_from_probe) / PROBE_FILE).read_bytes())
+        record = recorder(run_dir, args.quiet)
+        result = _reporting_errors(record, lambda: train(config, run_dir, record, lambda: stop_requested(run_dir),
+                                                         resume=bool(args.resume)))
     for path in result["files"]:
         print(path)
     if result["stopped"]:
@@ -114,13 +148,19 @@ def cmd_train(args) -> int:
 
 def cmd_probe(args) -> int:
     """Run the LR probe and print the recommended learning rates."""
+    from lora_studio import jobs
     from lora_studio.runfiles import stop_requested
     from lora_studio.train.probe import run_probe
 
     config = build_config(args)
-    run_dir = _prepare_run(args, config)
-    reporter = RunReporter(run_dir, args.quiet)
-    result = _reporting_errors(reporter, lambda: run_probe(config, run_dir, reporter, lambda: stop_requested(run_dir)))
+    if args.queue:
+        return _queued(jobs.submit("probe", config, preset=_preset_label(args, config)))
+    if not args.output:
+        raise UserError("no output folder given", "pass --output RUN_DIR")
+    with holding_gpu(Path(args.output).name):
+        run_dir = _prepare_run(args, config)
+        record = recorder(run_dir, args.quiet)
+        result = _reporting_errors(record, lambda: run_probe(config, run_dir, record, lambda: stop_requested(run_dir)))
     print(f"DAdaptation found d·lr = {result['d_lr']:.4g}")
     print(f"recommended: unet_lr = {result['unet_lr']:.4g} (÷{result['probe_divisor']:g}), "
           f"te_lr = {result['te_lr']:.4g} (÷{result['te_lr_divisor']:g}), optimizer lion, scheduler cosine_with_restarts")
@@ -129,23 +169,36 @@ def cmd_probe(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    """The seed's batch-size comparison: one run per batch size, each in RUN_DIR/bsN."""
-    from lora_studio.runfiles import stop_requested
-    from lora_studio.train.loop import train
+    """The seed's batch-size comparison: one run per batch size, each in RUN_DIR/bsN (finished ones are kept)."""
+    from lora_studio import jobs
+    from lora_studio.runfiles import clear_stop, stop_requested
+    from lora_studio.train.sweep import run_sweep
 
-    base_config = build_config(args)
+    config = build_config(args)
+    try:
+        batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    except ValueError:
+        raise UserError(f"--batch-sizes {args.batch_sizes!r} is not a list of numbers", "for example 1,2,3,4") from None
+    preset = _preset_label(args, config)
+    if args.queue:
+        return _queued(jobs.submit("sweep", config, batch_sizes=batch_sizes, preset=preset))
+    if not args.output:
+        raise UserError("no output folder given", "pass --output RUN_DIR")
     root = Path(args.output)
-    for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
-        config = dataclasses.replace(base_config, batch_size=batch_size,
-                                     name=f"{base_config.name}-bs{batch_size}").validate()
-        run_dir = root / f"bs{batch_size}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / JOB_FILE, preset=_preset_label(args, base_config))
-        reporter = RunReporter(run_dir, args.quiet)
-        result = _reporting_errors(reporter, lambda: train(config, run_dir, reporter, lambda: stop_requested(run_dir)))
-        if result["stopped"]:
-            print(f"sweep stopped during batch size {batch_size}")
-            return 0
+    with holding_gpu(root.name):
+        root.mkdir(parents=True, exist_ok=True)
+        clear_stop(root)
+        jobs.write_job_file(root, "sweep", config, batch_sizes=batch_sizes, preset=preset)
+        record = recorder(root, args.quiet)
+        result = _reporting_errors(record, lambda: run_sweep(config, root, record, lambda: stop_requested(root),
+                                                             batch_sizes=batch_sizes, resume=args.resume,
+                                                             preset=preset))
+        if not record.ended:  # a stopped sub-run's `stopped` already ended the sweep's stream
+            from lora_studio.runfiles import DONE
+
+            record({"type": DONE, **result})
+    if result.get("stopped"):
+        print("sweep stopped; continue with the same command and --resume (finished batch sizes are kept)")
     return 0
 
 
@@ -168,12 +221,14 @@ def cmd_fields(args) -> int:
     return 0
 
 
-def _reporting_errors(reporter: RunReporter, work):
+def _reporting_errors(record, work):
     """Run work; a UserError also becomes an 'error' event so the run folder tells what happened."""
+    from lora_studio.runfiles import ERROR
+
     try:
         return work()
     except UserError as exc:
-        reporter({"type": "error", "message": exc.message, "hint": exc.hint})
+        record({"type": ERROR, "message": exc.message, "hint": exc.hint})
         raise
 
 
@@ -189,6 +244,14 @@ def _add_config_args(p: argparse.ArgumentParser, with_name: bool = True) -> None
                    help="override one config field, e.g. --set batch_size=2 (see 'lora-studio fields')")
     p.add_argument("--lr-from-probe", metavar="RUN_DIR", help="take unet_lr/te_lr from a finished LR probe")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_queue_arg(p)
+
+
+def add_queue_arg(p: argparse.ArgumentParser) -> None:
+    """--queue: hand a heavy command to the studio's worker instead of running it here."""
+    p.add_argument("--queue", action="store_true",
+                   help="add the job to the studio's worker queue (runs/<job-id>/) instead of running it here; "
+                        "without it the command refuses while the worker holds the GPU")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -209,6 +272,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="one run per batch size (default 1,2,3,4)")
     _add_config_args(p)
     p.add_argument("--batch-sizes", default="1,2,3,4")
+    p.add_argument("--resume", action="store_true", help="continue a stopped batch size from its saved state")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("demo-dataset", help="write the toy world's demo frames of the character 'tibbie'")

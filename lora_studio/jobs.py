@@ -8,7 +8,6 @@ STOP. Its state is read from the last event: the submitter appends `queued`, the
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -21,11 +20,11 @@ from pathlib import Path
 from lora_studio import paths, runfiles
 from lora_studio.config import SCHEMA_VERSION, TrainConfig, config_from_dict, dump_toml, load_toml
 from lora_studio.errors import UserError
+from lora_studio.train.sweep import SWEEP_BATCH_SIZES
 
-JOB_FILE = "job.toml"
+JOB_FILE = runfiles.JOB_FILE  # kept here too: the UI names job folders by it
 KINDS = ("train", "probe", "sweep", "xy")
-TERMINAL = ("done", "stopped", "error")
-SWEEP_BATCH_SIZES = (1, 2, 3, 4)
+TERMINAL = runfiles.TERMINAL
 # Keys of job.toml that describe the job rather than the training config.
 JOB_KEYS = ("kind", "batch_sizes", "created", "xy", "preset")
 
@@ -80,6 +79,17 @@ def check_inputs(config: TrainConfig) -> None:
     kept_frames(config)
 
 
+def write_job_file(run_dir: Path, kind: str, config: TrainConfig, *, batch_sizes=(), preset: str = "") -> Path:
+    """run_dir/job.toml: the job's kind (and a sweep's batch sizes, the preset it came from), then the config."""
+    values = {"kind": kind, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "schema_version": SCHEMA_VERSION}
+    if batch_sizes:
+        values["batch_sizes"] = [int(b) for b in batch_sizes]
+    if preset:
+        values["preset"] = preset
+    values.update(config.to_dict())
+    return runfiles.atomic_write(Path(run_dir) / runfiles.JOB_FILE, dump_toml(values, header=f"LoRA Studio job: {kind}"))
+
+
 def submit(kind: str, config: TrainConfig, *, batch_sizes=None, preset: str = "", start_worker: bool = True) -> Job:
     """Write runs/<id>/job.toml, queue it, and start the worker if none is running."""
     if kind not in KINDS:
@@ -88,16 +98,8 @@ def submit(kind: str, config: TrainConfig, *, batch_sizes=None, preset: str = ""
     run_dir = paths.runs_dir() / new_job_id(kind, config.name)
     run_dir.mkdir(parents=True)
     sizes = [int(b) for b in (batch_sizes or SWEEP_BATCH_SIZES)] if kind == "sweep" else []
-    values = {"kind": kind, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "schema_version": SCHEMA_VERSION}
-    if sizes:
-        values["batch_sizes"] = sizes
-    if preset:
-        values["preset"] = preset
-    values.update(config.to_dict())
-    tmp = run_dir / (JOB_FILE + ".tmp")
-    tmp.write_text(dump_toml(values, header=f"LoRA Studio job: {kind}"), encoding="utf-8")
-    tmp.replace(run_dir / JOB_FILE)
-    runfiles.append_event(run_dir, {"type": "queued", "kind": kind, "resume": False})
+    write_job_file(run_dir, kind, config, batch_sizes=sizes, preset=preset)
+    runfiles.append_event(run_dir, {"type": runfiles.QUEUED, "kind": kind, "resume": False})
     if start_worker:
         ensure_worker()
     return Job(run_dir, kind, config, sizes, preset)
@@ -117,10 +119,9 @@ def submit_xy(settings, *, start_worker: bool = True) -> Job:
     run_dir.mkdir(parents=True)
     values = {"kind": "xy", "created": time.strftime("%Y-%m-%d %H:%M:%S"), "schema_version": SCHEMA_VERSION,
               "name": config.name, "base_model": config.base_model}
-    tmp = run_dir / (JOB_FILE + ".tmp")
-    tmp.write_text(dump_toml(values, header="LoRA Studio job: xy") + settings_toml(settings), encoding="utf-8")
-    tmp.replace(run_dir / JOB_FILE)
-    runfiles.append_event(run_dir, {"type": "queued", "kind": "xy", "resume": False})
+    runfiles.atomic_write(run_dir / runfiles.JOB_FILE,
+                          dump_toml(values, header="LoRA Studio job: xy") + settings_toml(settings))
+    runfiles.append_event(run_dir, {"type": runfiles.QUEUED, "kind": "xy", "resume": False})
     if start_worker:
         ensure_worker()
     return Job(run_dir, "xy", config)
@@ -129,41 +130,23 @@ def submit_xy(settings, *, start_worker: bool = True) -> Job:
 def load_job(run_dir: Path) -> Job:
     """Read a job folder's job.toml back into a Job (a plain config file counts as a train job)."""
     run_dir = Path(run_dir)
-    values = load_toml(run_dir / JOB_FILE)
+    values = load_toml(run_dir / runfiles.JOB_FILE)
     kind = values.get("kind", "train")
     batch_sizes = [int(b) for b in values.get("batch_sizes", [])]
     config = config_from_dict({k: v for k, v in values.items() if k not in JOB_KEYS})
     return Job(run_dir, kind, config, batch_sizes, str(values.get("preset", "")))
 
 
-def last_event(run_dir: Path) -> dict | None:
-    """The newest complete event of a run, read from the end of the file (runs can be long)."""
-    path = Path(run_dir) / runfiles.EVENTS
-    if not path.is_file():
-        return None
-    with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        chunk = 1 << 14
-        while True:
-            start = max(0, size - chunk)
-            fh.seek(start)
-            data = fh.read(size - start)
-            lines = [line for line in data.split(b"\n")[:-1] if line.strip()]  # last piece: unfinished line
-            if len(lines) > (0 if start == 0 else 1):
-                return json.loads(lines[-1])
-            if start == 0:
-                return None
-            chunk *= 4
+last_event = runfiles.last_event  # kept here too: the UI reads a job's state through jobs
 
 
 def job_state(run_dir: Path, worker_alive: bool | None = None) -> str:
     """queued, running, done, stopped, error, or interrupted (running, but no worker is alive)."""
     event = last_event(run_dir)
-    if event is None or event.get("type") == "queued":
+    if event is None or event.get("type") == runfiles.QUEUED:
         return "queued"
     kind = event.get("type")
-    if kind in TERMINAL:
+    if kind in runfiles.TERMINAL:
         return kind
     if worker_alive is None:
         worker_alive = worker_running()
@@ -175,7 +158,7 @@ def list_jobs() -> list[Path]:
     root = paths.runs_dir()
     if not root.is_dir():
         return []
-    return sorted((p for p in root.iterdir() if (p / JOB_FILE).is_file()), key=lambda p: p.name, reverse=True)
+    return sorted((p for p in root.iterdir() if (p / runfiles.JOB_FILE).is_file()), key=lambda p: p.name, reverse=True)
 
 
 def queued_jobs() -> list[Path]:
@@ -183,7 +166,7 @@ def queued_jobs() -> list[Path]:
     waiting = []
     for run_dir in list_jobs():
         event = last_event(run_dir)
-        if event is not None and event.get("type") == "queued":
+        if event is not None and event.get("type") == runfiles.QUEUED:
             waiting.append((event.get("time", 0.0), run_dir.name, run_dir))
     return [run_dir for _, _, run_dir in sorted(waiting)]
 
@@ -214,7 +197,7 @@ def resume(run_dir: Path, start_worker: bool = True) -> None:
     if state not in ("stopped", "error", "interrupted"):
         raise UserError(f"this job is {state}; only a stopped or failed run can be resumed")
     runfiles.clear_stop(run_dir)
-    runfiles.append_event(run_dir, {"type": "queued", "kind": job.kind, "resume": True})
+    runfiles.append_event(run_dir, {"type": runfiles.QUEUED, "kind": job.kind, "resume": True})
     if start_worker:
         ensure_worker()
 
@@ -230,8 +213,8 @@ def worker_log_path() -> Path:
 
 
 def worker_running() -> bool:
-    """True while some worker process holds the lock."""
-    from lora_studio.worker import lock_is_held
+    """True while the GPU lock is held: by the worker, or by a CLI command that the worker waits for."""
+    from lora_studio.lock import lock_is_held
 
     for proc in list(_spawned):
         if proc.poll() is not None:  # reap finished workers so they do not linger as zombies
@@ -334,36 +317,36 @@ class Progress:
         if event.get("run", self.run) != self.run:  # a sweep moved on to its next batch size
             self.run = event["run"]
             self.losses, self.lrs, self._ema, self._ema_n, self._rate_start = [], [], None, 0, None
-        if kind == "queued":
+        if kind == runfiles.QUEUED:
             self.kind = event.get("kind", self.kind)
             self.state, self.error, self.note = "queued", None, "waiting for the worker"
-        elif kind == "running":
+        elif kind == runfiles.RUNNING:
             self.state, self.note = "running", "loading the model"
-        elif kind == "caching":
+        elif kind == runfiles.CACHING:
             self.note = f"encoding frames {event.get('done', 0)}/{event.get('total', 0)}"
-        elif kind == "started":
+        elif kind == runfiles.STARTED:
             self.state, self.note = "running", ""
             self.total_steps = event.get("total_steps", 0)
             self.epochs = event.get("epochs", 0)
             self.step = event.get("start_step", 0)
             self._rate_start = None
-        elif kind == "step":
+        elif kind == runfiles.STEP:
             self._step(event)
-        elif kind == "epoch":
+        elif kind == runfiles.EPOCH:
             self.epoch = event.get("epoch", self.epoch)
-        elif kind == "checkpoint":
+        elif kind == runfiles.CHECKPOINT:
             self.checkpoints = [c for c in self.checkpoints if c[0] != event["path"]] + [(event["path"], event.get("epoch"))]
-        elif kind == "sample":
+        elif kind == runfiles.SAMPLE:
             caption = f"epoch {event.get('epoch')}: {event.get('prompt', '')}"
             self.samples = [s for s in self.samples if s[0] != event["path"]] + [(event["path"], caption)]
-        elif kind == "probe":
+        elif kind == runfiles.PROBE:
             self.probe = {k: v for k, v in event.items() if k not in ("type", "time")}
-        elif kind == "warning":
+        elif kind == runfiles.WARNING:
             self.note = event.get("message", "")
-        elif kind in TERMINAL:
+        elif kind in runfiles.TERMINAL:
             self.state = kind
             self.note = ""
-            if kind == "error":
+            if kind == runfiles.ERROR:
                 self.error = {"message": event.get("message", ""), "hint": event.get("hint", "")}
 
     def _step(self, event: dict) -> None:

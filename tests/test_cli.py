@@ -23,8 +23,9 @@ def test_probe_then_train_with_its_learning_rates(tiny_model_dir, tiny_frames, t
                  "--name", "tibbie", "--output", str(run_dir), "--lr-from-probe", str(probe_dir),
                  "--set", "epochs=2", *SMALL]) == 0
     job = load_config(run_dir / "job.toml")
-    assert job.unet_lr == pytest.approx(probe["d_lr"] / 3) and job.optimizer == "lion"
-    assert job.resolved_te_lr() == pytest.approx(probe["d_lr"] / 30)
+    assert job.unet_lr == pytest.approx(probe["unet_lr"]) and job.optimizer == "lion"
+    assert probe["unet_lr"] == pytest.approx(probe["d_lr"] / 3, rel=1e-3)
+    assert job.resolved_te_lr() == pytest.approx(probe["unet_lr"] / 10)
     events, _ = read_events(run_dir)
     kinds = [e["type"] for e in events]
     assert kinds[0] == "caching" and "started" in kinds and kinds[-1] == "done"

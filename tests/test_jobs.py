@@ -56,7 +56,7 @@ def test_state_follows_the_last_event_and_a_dead_worker_means_interrupted(tiny_f
 
 def test_the_last_event_ignores_a_half_written_line(tmp_path):
     runfiles.append_event(tmp_path, {"type": "step", "step": 1})
-    with open(tmp_path / runfiles.EVENTS, "a") as fh:
+    with open(tmp_path / runfiles.EVENTS_FILE, "a") as fh:
         fh.write('{"type": "step", "st')
     assert jobs.last_event(tmp_path)["step"] == 1
 

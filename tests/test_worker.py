@@ -12,6 +12,7 @@ import time
 import pytest
 
 from lora_studio import jobs, paths, runfiles, worker
+from lora_studio.lock import GpuLock
 from lora_studio.errors import UserError
 from lora_studio.config import TrainConfig
 
@@ -68,11 +69,11 @@ def test_a_stale_lock_after_a_killed_worker_is_recovered():
 
 
 def test_the_lock_refuses_a_second_holder_in_the_same_process_too():
-    lock = worker.WorkerLock()
+    lock = GpuLock()
     lock.acquire()
     try:
         with pytest.raises(UserError, match="already running"):
-            worker.WorkerLock().acquire(wait_s=0.2)
+            GpuLock().acquire(wait_s=0.2)
     finally:
         lock.release()
     assert not worker.lock_is_held()

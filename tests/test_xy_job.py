@@ -11,7 +11,7 @@ from lora_studio import jobs, runfiles, worker
 from lora_studio.config import TrainConfig, load_toml
 from lora_studio.errors import UserError
 from lora_studio.generate.grid import read_parameters
-from lora_studio.generate.xy_job import XYSettings, axis_runs, load_settings, render_xy, run_axis
+from lora_studio.generate.xy_job import XYSettings, axis_runs, load_settings, run_xy_plot, run_axis
 
 SIZE = 32
 PROMPT = "1girl, tibbie, sheep, sitting on tree, <lora:tibbie-000001:0>"
@@ -105,7 +105,7 @@ def test_stop_ends_a_plot_early_with_the_cells_so_far_in_its_grid(trained, tiny_
     def two_cells_done() -> bool:
         return sum(e["type"] == "cell" for e in events) >= 2
 
-    result = render_xy(plot_settings(run_dir, tiny_model_dir, use_cache=False), bases.base, tmp_path / "xy",
+    result = run_xy_plot(plot_settings(run_dir, tiny_model_dir, use_cache=False), bases.base, tmp_path / "xy",
                        events.append, should_stop=two_cells_done)
     bases.clean()
     assert result["stopped"] and result["cells"] == 2

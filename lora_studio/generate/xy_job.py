@@ -131,7 +131,7 @@ def default_prompt(run_name: str, first_epoch_stem: str, trigger_word: str = "")
 
 # --- the worker side -----------------------------------------------------------------------------
 
-def render_xy(settings: XYSettings, base, output: Path, emit: Callable[[dict], None],
+def run_xy_plot(settings: XYSettings, base, output: Path, emit: Callable[[dict], None],
               should_stop: Callable[[], bool]) -> dict:
     """Plan, render on an already-loaded base, write the grid (and share copy); the job's result."""
     from lora_studio.generate.grid import share_copy
