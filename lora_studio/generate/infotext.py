@@ -12,9 +12,11 @@ infotext_utils.quote does; every reader of A1111 PNGs splits the last line that 
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from lora_studio import paths
@@ -78,12 +80,34 @@ def cell_infotext(cell, model_name: str, model_hash: str, extra: dict | None = N
 
 
 def xyz_params(axes: list[tuple[str, str, str]]) -> dict:
-    """The X/Y/Z script's fields for (letter, type, values-text) per axis."""
+    """The X/Y/Z script's fields for (letter, type, values-text) per axis; a Run axis lists run names.
+
+    A grid is made to be posted: its text names runs (`bs1,bs2`), never the folders they live in,
+    which would carry the user's home folder and name.
+    """
     params = {"Script": "X/Y/Z plot"}
     for letter, kind, values in axes:
+        if kind == "Run":
+            names = [Path(v.strip()).name for v in next(csv.reader([values], skipinitialspace=True)) if v.strip()]
+            values = ",".join(quote(name) for name in names)
         params[f"{letter} Type"] = kind
-        params[f"{letter} Values"] = values
+        params[f"{letter} Values"] = without_local_paths(values)
     return params
+
+
+# an absolute path (POSIX, home-relative or Windows), up to a comma, quote or blank: its last part is group 1
+_LOCAL_PATH = re.compile(r'(?<![\w.:/\\~])(?:~|[A-Za-z]:)?[/\\](?:[^\s,"/\\]+[/\\])*([^\s,"/\\]+)')
+
+
+def without_local_paths(text: str) -> str:
+    """`text` with every absolute path cut to its last part (`/home/ann/runs/bs1` → `bs1`).
+
+    The last guard before a file leaves the machine; the fields themselves should name things.
+    """
+    home = str(Path.home())
+    if len(home) > 1:
+        text = text.replace(home, "~")
+    return _LOCAL_PATH.sub(lambda m: m.group(1), text)
 
 
 # --- hashes ------------------------------------------------------------------------------------
