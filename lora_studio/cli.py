@@ -59,7 +59,10 @@ class TerminalProgress:
 def recorder(run_dir: Path, quiet: bool = False):
     """The CLI's emit(): events.jsonl in the run folder (as the worker writes it), plus the terminal's view."""
     from lora_studio.runfiles import Recorder
+    from lora_studio.train.processes import is_main_process
 
+    if not is_main_process():  # under `accelerate launch` rank 0 writes the run folder for every process
+        return Recorder(run_dir, write=False)
     return Recorder(run_dir, None if quiet else TerminalProgress())
 
 
@@ -71,7 +74,11 @@ def holding_gpu(job: str):
     """
     from lora_studio import jobs
     from lora_studio.lock import CLI, GpuLock
+    from lora_studio.train.processes import is_main_process
 
+    if not is_main_process():  # under `accelerate launch` rank 0 holds the lock for all its processes
+        yield None
+        return
     lock = GpuLock(CLI)
     lock.acquire(job=job)
     try:

@@ -281,14 +281,15 @@ class Recorder:
     sweep forwarding its sub-run's events into its own stream.
     """
 
-    def __init__(self, run_dir: Path, *listeners: Callable[[dict], None]):
+    def __init__(self, run_dir: Path, *listeners: Callable[[dict], None], write: bool = True):
         self.run_dir = Path(run_dir)
+        self.write = write  # False: a process that only follows along (not rank 0 of `accelerate launch`)
         self.listeners = [listen for listen in listeners if listen is not None]
         self.last_type: str | None = None
         self.stopped = False
 
     def __call__(self, event: dict) -> None:
-        written = append_event(self.run_dir, event)
+        written = append_event(self.run_dir, event) if self.write else event
         self.last_type = event.get("type")
         self.stopped = self.stopped or self.last_type == STOPPED
         for listen in self.listeners:

@@ -14,7 +14,8 @@ def hidden_states_with_clip_skip(text_encoder, input_ids, clip_skip: int = 1):
     out = text_encoder(input_ids, output_hidden_states=True)
     # hidden_states[-1] is the last layer's output; A1111 re-applies final_layer_norm to earlier ones.
     hidden = out.hidden_states[-clip_skip]
-    return text_encoder.final_layer_norm(hidden)
+    # Under `accelerate launch` a trained text encoder is wrapped in DDP, which hides its layers.
+    return getattr(text_encoder, "module", text_encoder).final_layer_norm(hidden)
 
 
 def tokenize(tokenizer, texts: list[str]):

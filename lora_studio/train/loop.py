@@ -36,8 +36,10 @@ def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lam
     """
     from lora_studio.models.load import load_base
     from lora_studio.train.network import remove_lora
+    from lora_studio.train.processes import main_process_only
 
     config.validate()
+    emit = main_process_only(emit)  # under `accelerate launch` only rank 0 writes events
     if not config.trigger_word and config.dataset:
         from lora_studio.data.review_state import ReviewState
 
@@ -58,6 +60,7 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
     import torch
     import torch.nn.functional as F
     from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
 
     from lora_studio.data.buckets import cache_latents, epoch_batches, steps_per_epoch
     from lora_studio.data.captions import join_tags, shuffle_and_drop, tag_frequency
@@ -65,14 +68,23 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
     from lora_studio.train.lora_file import save_lora, training_metadata
     from lora_studio.train.network import add_lora, load_lora_state, lora_state
     from lora_studio.train.optim import effective_lrs, make_optimizer, make_scheduler
+    from lora_studio.train.processes import agreed_stop
 
     run_dir.mkdir(parents=True, exist_ok=True)
     started_at = time.time()
 
     # --- setup: devices and precision (accelerate handles one GPU, several via `accelerate launch`, or CPU)
     use_cpu = device == "cpu" or not torch.cuda.is_available()
-    accelerator = Accelerator(mixed_precision="no" if use_cpu else config.mixed_precision, cpu=use_cpu)
+    train_te = config.resolved_te_lr() > 0
+    # Clip skip 2 leaves CLIP's last layer (and its LoRA) out of the loss; DDP must be told, or it waits for those grads.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=train_te and config.clip_skip > 1)
+    # split_batches: the loop deals each process its share of the batches itself, so accelerate must step the
+    # LR schedule once per optimizer step, not once per process (it would end the schedule halfway at 2 GPUs).
+    accelerator = Accelerator(mixed_precision="no" if use_cpu else config.mixed_precision, cpu=use_cpu,
+                              kwargs_handlers=[ddp], dataloader_config=DataLoaderConfiguration(split_batches=True))
     is_main = accelerator.is_main_process
+    rank, processes = accelerator.process_index, accelerator.num_processes
+    should_stop = agreed_stop(accelerator, should_stop)  # all processes stop at the same step
 
     # --- model
     unet, vae, text_encoder, tokenizer = base.unet, base.vae, base.text_encoder, base.tokenizer
@@ -89,7 +101,6 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
     )
     vae.to("cpu")  # latents are cached: the VAE is not needed on the GPU while training
 
-    train_te = config.resolved_te_lr() > 0
     if accelerator.mixed_precision in ("fp16", "bf16"):
         # The frozen base in half precision halves its memory; add_lora keeps the LoRA weights in fp32.
         half = torch.float16 if accelerator.mixed_precision == "fp16" else torch.bfloat16
@@ -118,6 +129,9 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
             raise UserError(f"nothing to resume in {run_dir}: no saved training state",
                             "start a new run, or pick the folder of a run that was stopped")
         state = torch.load(state_path, map_location="cpu", weights_only=False)
+        if state.get("processes", 1) != processes:
+            raise UserError(f"this run was stopped while training in {state.get('processes', 1)} processes, "
+                            f"not {processes}", f"resume it with --num_processes {state.get('processes', 1)}")
         if state["total_steps"] != total_steps:
             raise UserError("the dataset or settings changed since this run was stopped; resuming would "
                             "change the LR schedule", "start a new run, or restore the old frames/settings")
@@ -140,7 +154,7 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
             return
         state_path.parent.mkdir(exist_ok=True)
         tmp = state_path.with_suffix(".tmp")
-        torch.save({"step": step, "total_steps": total_steps,
+        torch.save({"step": step, "total_steps": total_steps, "processes": processes,
                     "lora": lora_state(accelerator.unwrap_model(unet), accelerator.unwrap_model(text_encoder)),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp)
         tmp.replace(state_path)
@@ -171,8 +185,9 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
             # Under DDP every process must take the same number of steps or the gradient sync hangs.
             batches = (batches + batches[:per_epoch - len(batches)])[:per_epoch]
             for batch in batches[step - epoch * per_epoch:]:
-                rng = random.Random(f"{config.seed}-step-{step}")
-                gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+                # Each process draws its own noise; alone (rank 0 of 1) the draws are the single-process ones.
+                rng = random.Random(f"{config.seed}-step-{step}" + (f"-rank-{rank}" if rank else ""))
+                gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step * processes + rank)
                 captions = [join_tags(shuffle_and_drop(item.tags, config.keep_tokens, config.shuffle_caption,
                                                        config.tag_dropout, rng)) for item in batch]
                 latents = torch.stack([item.latent for item in batch]).to(accelerator.device)
@@ -202,7 +217,8 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
-                last_loss = float(loss.detach())
+                # The loss reported is the mean over all processes' batches (the loss of the whole step).
+                last_loss = float(accelerator.reduce(loss.detach(), "mean") if processes > 1 else loss.detach())
                 if not math.isfinite(last_loss):
                     raise UserError(f"the loss became {last_loss} at step {step}",
                                     "lower unet_lr (or run Find LR), or turn mixed_precision to 'no'")
@@ -221,7 +237,7 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
             if epoch_done % config.save_every_n_epochs == 0 or epoch_done == config.epochs:
                 save_epoch(epoch_done)
             save_state()
-            if config.sample_prompts and config.sample_every_n_epochs and (
+            if is_main and config.sample_prompts and config.sample_every_n_epochs and (
                     epoch_done % config.sample_every_n_epochs == 0 or epoch_done == config.epochs):
                 _sample(config, base, accelerator, unet, text_encoder, run_dir, epoch_done, emit)
             if should_stop():
