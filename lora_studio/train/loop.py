@@ -34,6 +34,8 @@ def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lam
 
     A base model passed in (the worker keeps one loaded) is handed back without the LoRA.
     """
+    import torch
+
     from lora_studio.models.load import load_base
     from lora_studio.train.network import remove_lora
     from lora_studio.train.processes import main_process_only
@@ -52,6 +54,10 @@ def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lam
         base = load_base(config.base_model)
     try:
         return _train(config, Path(run_dir), emit, should_stop, resume, base, frames, device)
+    except torch.cuda.OutOfMemoryError:
+        # Anywhere: moving the model, caching latents, a step, a sample.
+        raise UserError("out of GPU memory", "lower batch_size, turn on gradient_checkpointing, or use "
+                        "mixed_precision fp16; close other programs using the GPU") from None
     finally:
         remove_lora(base.unet, base.text_encoder)
 
@@ -69,6 +75,7 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
     from lora_studio.train.network import add_lora, load_lora_state, lora_state
     from lora_studio.train.optim import effective_lrs, make_optimizer, make_scheduler
     from lora_studio.train.processes import agreed_stop
+    from lora_studio.train.text_cache import CaptionEmbeddings, captions_are_fixed
 
     run_dir.mkdir(parents=True, exist_ok=True)
     started_at = time.time()
@@ -119,6 +126,14 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
     optimizer = make_optimizer(config, unet_params, te_params)
     scheduler = make_scheduler(config, optimizer, total_steps)
     unet, text_encoder, optimizer, scheduler = accelerator.prepare(unet, text_encoder, optimizer, scheduler)
+    text_embeddings = None
+    if not train_te and captions_are_fixed(config):
+        # A frozen encoder and fixed captions: each caption's embedding once, then the encoder leaves the GPU.
+        with accelerator.autocast():
+            text_embeddings = CaptionEmbeddings(text_encoder, tokenizer, config.clip_skip, [
+                join_tags(shuffle_and_drop(item.tags, config.keep_tokens, False, 0.0, random.Random()))
+                for item in items], accelerator.device)
+        text_encoder.to("cpu")
     noise_scheduler = base.noise_scheduler()
     alphas_cumprod = noise_scheduler.alphas_cumprod.to(accelerator.device)
 
@@ -198,9 +213,12 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
                                           generator=gen).to(latents.device)
                 noisy = noise_scheduler.add_noise(latents, noise, timesteps)
                 with accelerator.autocast():
-                    ids = tokenize(tokenizer, captions).to(accelerator.device)
-                    with torch.set_grad_enabled(train_te):
-                        embeds = hidden_states_with_clip_skip(text_encoder, ids, config.clip_skip)
+                    if text_embeddings is not None:
+                        embeds = text_embeddings(captions)
+                    else:
+                        ids = tokenize(tokenizer, captions).to(accelerator.device)
+                        with torch.set_grad_enabled(train_te):
+                            embeds = hidden_states_with_clip_skip(text_encoder, ids, config.clip_skip)
                     pred = unet(noisy, timesteps, embeds).sample
                 target = noise if noise_scheduler.config.prediction_type == "epsilon" else \
                     noise_scheduler.get_velocity(latents, noise, timesteps)
@@ -243,14 +261,14 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
             if should_stop():
                 stopped = step < total_steps
                 break
-    except torch.cuda.OutOfMemoryError:
-        raise UserError("out of GPU memory", "lower batch_size, turn on gradient_checkpointing, or use "
-                        "mixed_precision fp16; close other programs using the GPU") from None
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise UserError(f"the disk is full while writing to {run_dir}",
                             "free some space; the run can be resumed from its last saved epoch") from None
         raise
+    finally:
+        if text_embeddings is not None:
+            text_encoder.to(accelerator.device)  # where the base's encoder is after an uncached run
 
     if stopped:
         save_state()
@@ -294,6 +312,8 @@ def _sample(config, base, accelerator, unet, text_encoder, run_dir: Path, epoch:
     unet.eval()
     text_encoder.eval()
     base.vae.to(accelerator.device)
+    te_device = base.text_encoder.device  # the CPU while the run uses cached text embeddings
+    base.text_encoder.to(accelerator.device)
     try:
         with torch.no_grad():
             for i, prompt in enumerate(config.sample_prompts):
@@ -305,5 +325,6 @@ def _sample(config, base, accelerator, unet, text_encoder, run_dir: Path, epoch:
                 emit({"type": "sample", "path": str(path), "epoch": epoch, "prompt": prompt})
     finally:
         base.vae.to("cpu")
+        base.text_encoder.to(te_device)
         unet.train()
         text_encoder.train(config.resolved_te_lr() > 0)
