@@ -23,9 +23,9 @@ MIXED_PRECISION = ("no", "fp16", "bf16")
 
 
 def _f(default: Any, help: str, *, choices: tuple | None = None, min: float | None = None,
-       max: float | None = None, advanced: bool = False, factory: Any = None) -> Any:
-    """A dataclass field that carries its own help text, choices and range."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max, "advanced": advanced}
+       max: float | None = None, advanced: bool = False, factory: Any = None, **extra: Any) -> Any:
+    """A dataclass field that carries its own help text, choices and range (and any face-specific extras)."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "advanced": advanced, **extra}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -240,10 +240,9 @@ def save_config(config: TrainConfig, path: str | Path, sparse: bool = False, hea
     path = Path(path)
     values = {"schema_version": SCHEMA_VERSION, **({"preset": preset} if preset else {}),
               **(config.changed_fields() if sparse else config.to_dict())}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dump_toml(values, header), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from lora_studio.runfiles import atomic_write  # a leaf module, like errors
+
+    return atomic_write(path, dump_toml(values, header))
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -251,3 +250,88 @@ def load_config(path: str | Path) -> TrainConfig:
     values = load_toml(path)
     values.pop("preset", None)
     return config_from_dict(values)
+
+
+# --- the XY plot ---------------------------------------------------------------------------------
+
+XY_SHARE_FORMATS = ("", "jpeg", "webp")
+XY_DEFAULT_Y = "weight=0,0.3,0.5,0.6,0.7,0.8,0.9,1"
+
+
+@dataclass
+class XYPlotConfig:
+    """One XY plot of a run's epoch files: the `lora-studio xy` flags, the XY tab's form and an xy job's [xy] table.
+
+    Axis specs are A1111's X/Y/Z script in words: 'epoch' (every epoch file), 'epoch=1-8', 'weight=0,0.5,1',
+    'sr=a,b', 'seed=…', 'cfg=…', 'steps=…', 'sampler=…', 'clip_skip=…', 'run=DIR1,DIR2'
+    (generate/xy_plan.py parses them). `cli` names a flag whose name is not the field's.
+    """
+
+    base: str = _f("toy", "SD1.5 base: 'toy', a diffusers folder, a .safetensors file or a hub id", cli_required=True)
+    run: str = _f("", "run folder with NAME-000001.safetensors … (optional when the Z axis gives runs)")
+    prompt: str = _f("", "A1111 prompt; <lora:NAME-000001:0> marks the run's LoRA", cli_required=True,
+                     label="Prompt")
+    negative: str = _f("", "negative prompt", label="Negative prompt")
+    x: str = _f("epoch", "X axis: epoch | epoch=1-8 | weight=0,0.5,1 | sr=a,b | seed=… | cfg=… | steps=… | "
+                "sampler=… | clip_skip=… | run=DIR1,DIR2", cli_required=True)
+    y: str = _f(XY_DEFAULT_Y, "Y axis, same forms as X", cli_default="")
+    z: str = _f("", "Z axis, e.g. run=DIR1,DIR2: one grid per value plus a combined sheet")
+    sr: str = _f("", "Prompt S/R values 'find,replace1,replace2'; an axis named 'sr' without values uses them, "
+                 "else they become the first free axis")
+    seed: int = _f(-1, "seed for every cell (-1: one random seed); fixed, a re-run reuses cached cells",
+                   min=-1, max=2**32 - 1, label="Seed")
+    sampler: str = _f("DPM++ 2M Karras", "A1111 sampler name", label="Sampler")
+    steps: int = _f(20, "sampling steps", min=1, max=150, label="Steps")
+    cfg: float = _f(7.0, "CFG scale", min=1.0, max=30.0, label="CFG scale")
+    size: str = _f("512x512", "WIDTHxHEIGHT; the run's resolution", label="Size")
+    clip_skip: int = _f(2, "A1111 'Clip skip' (2 for anime models)", min=1, max=12, label="Clip skip")
+    batch_size: int = _f(0, "cells rendered together when they share a LoRA state (0: 1 on a CPU, 4 on a GPU)",
+                         min=0, max=64, advanced=True, label="Batch size")
+    margin: int = _f(0, "pixels between cells", min=0, max=512, advanced=True, label="Grid margin (px)")
+    legend: bool = _f(True, "draw the axis labels", advanced=True, cli="--no-legend", label="Draw legend")
+    use_cache: bool = _f(True, "reuse cached cells (off: render every cell again)", advanced=True, cli="--no-cache",
+                         label="Reuse cached cells")
+    share: str = _f("jpeg", "also write a small copy to post: jpeg, webp, or empty for none",
+                    choices=XY_SHARE_FORMATS, advanced=True, cli_default="", label="Copy to post")
+
+    def validate(self) -> "XYPlotConfig":
+        """Check types, ranges and choices (the planner checks the axes and files); UserError names the field."""
+        kinds = {f.name: str(f.type) for f in fields(self)}
+        for f in fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            ok = {"int": isinstance(value, int) and not isinstance(value, bool), "bool": isinstance(value, bool),
+                  "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+                  "str": isinstance(value, str)}[kinds[f.name]]
+            if not ok:
+                raise UserError(f"XY field {f.name!r} is {value!r}, expected {kinds[f.name]}")
+            if meta.get("choices") and value not in meta["choices"]:
+                raise UserError(f"XY field {f.name!r} is {value!r}; allowed: "
+                                + ", ".join(repr(c) for c in meta["choices"]))
+        return self
+
+    def to_dict(self) -> dict:
+        """Every field as a TOML-ready value."""
+        return dataclasses.asdict(self)
+
+
+XY_FIELD_NAMES = tuple(f.name for f in fields(XYPlotConfig))
+
+
+def xy_field_info(name: str) -> dict:
+    """Help text, choices, range, label and CLI form of one XY field (for the CLI flags and the XY form)."""
+    for f in fields(XYPlotConfig):
+        if f.name == name:
+            return {**dict(f.metadata), "type": str(f.type), "default": f.default}
+    raise KeyError(name)
+
+
+def xy_config_from_dict(values: dict) -> XYPlotConfig:
+    """An [xy] table (or any dict of XY fields) into a validated XYPlotConfig, naming an unknown field."""
+    unknown = [k for k in values if k not in XY_FIELD_NAMES]
+    if unknown:
+        raise UserError(f"unknown XY field {unknown[0]!r}", "fields: " + ", ".join(XY_FIELD_NAMES))
+    kinds = {f.name: str(f.type) for f in fields(XYPlotConfig)}
+    # TOML writes 7.0 as 7.0, but a hand-edited cfg = 7 is an int: both mean the float.
+    values = {k: float(v) if kinds[k] == "float" and isinstance(v, int) and not isinstance(v, bool) else v
+              for k, v in values.items()}
+    return XYPlotConfig(**values).validate()

@@ -106,15 +106,17 @@ def submit(kind: str, config: TrainConfig, *, batch_sizes=None, preset: str = ""
 
 
 def submit_xy(settings, *, start_worker: bool = True) -> Job:
-    """Queue an XY plot (generate.xy_job.XYSettings) of a run: job.toml names the base, [xy] holds the plot."""
+    """Queue an XY plot (a config.XYPlotConfig) of a run: job.toml names the base, [xy] holds the plot."""
+    from lora_studio.generate.xy_job import check_plot, settings_toml
     from lora_studio.generate.xy_plan import run_loras
-    from lora_studio.generate.xy_job import settings_toml
 
-    settings = dataclasses.replace(settings, run=str(Path(settings.run).expanduser().resolve()))
-    settings.check()  # a mistake in the fields is refused now, not after the worker loaded the model
+    if settings.run.strip():
+        settings = dataclasses.replace(settings, run=str(Path(settings.run).expanduser().resolve()))
+    planned = check_plot(settings)  # a mistake in the fields is refused now, not after the worker loaded the model
+    run = run_loras(settings.run) if settings.run.strip() else next((c.run for c in planned.cells if c.run), None)
     # The run's own base_model string (resolved as submit() resolves it), so the worker's BaseCache
     # finds the base that training left loaded.
-    config = _absolute_paths(TrainConfig(name=run_loras(settings.run).name, base_model=settings.base)).validate()
+    config = _absolute_paths(TrainConfig(name=run.name if run else "xy", base_model=settings.base)).validate()
     run_dir = paths.runs_dir() / new_job_id("xy", config.name)
     run_dir.mkdir(parents=True)
     values = {"kind": "xy", "created": time.strftime("%Y-%m-%d %H:%M:%S"), "schema_version": SCHEMA_VERSION,

@@ -111,10 +111,10 @@ WARNING = _declare("warning", "train loop, worker", "something the user should k
 DONE = _declare("done", "train loop, worker", "the job finished; the worker adds the job's result",
                 (), ("step", "epochs", "loss", "elapsed_s", "steps", "total_steps", "stopped", "files", "runs",
                      "d_lr", "unet_lr", "te_lr", "optimizer", "scheduler", "probe_divisor", "te_lr_divisor",
-                     "grid", "grids", "cells", "rendered", "reused", "lora_loads", "share"))
+                     "grid", "grids", "cells", "rendered", "reused", "lora_loads", "downscaled", "share"))
 STOPPED = _declare("stopped", "train loop, worker, XY run", "the job stopped early on request (resumable)",
                    (), ("step", "epoch", "total_steps", "before_start", "runs", "grid", "grids", "cells",
-                        "rendered", "reused", "lora_loads", "share", "stopped"))
+                        "rendered", "reused", "lora_loads", "downscaled", "share", "stopped"))
 ERROR = _declare("error", "worker, CLI", "the job failed: a message and what to do about it",
                  ("message", "hint"), ("log",))
 

@@ -11,7 +11,8 @@ from lora_studio import jobs, runfiles, worker
 from lora_studio.config import TrainConfig, load_toml
 from lora_studio.errors import UserError
 from lora_studio.generate.grid import read_parameters
-from lora_studio.generate.xy_job import XYSettings, axis_runs, load_settings, run_xy_plot, run_axis
+from lora_studio.config import XYPlotConfig
+from lora_studio.generate.xy_job import axis_runs, load_settings, run_axis, run_xy_plot
 
 SIZE = 32
 PROMPT = "1girl, tibbie, sheep, sitting on tree, <lora:tibbie-000001:0>"
@@ -25,10 +26,10 @@ def tiny_train_config(model, frames, **changes) -> TrainConfig:
     return TrainConfig(**{**values, **changes})
 
 
-def plot_settings(run_dir, model, **changes) -> XYSettings:
+def plot_settings(run_dir, model, **changes) -> XYPlotConfig:
     values = dict(base=str(model), run=str(run_dir), prompt=PROMPT, negative="lowres", y="weight=0,1", seed=7,
                   steps=2, size=f"{SIZE}x{SIZE}")
-    return XYSettings(**{**values, **changes})
+    return XYPlotConfig(**{**values, **changes})
 
 
 @pytest.fixture

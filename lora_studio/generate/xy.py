@@ -11,30 +11,42 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
-from lora_studio import paths
+from lora_studio import paths, runfiles
 from lora_studio.generate.prompt import split_lora_tags
 from lora_studio.generate.xy_plan import Cell, CellGrid, XYPlan, plan_cells
 
 # Bump when rendering changes, so cached cells of the old code are not reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+# The Cell fields that do not decide its pixels: its place in the grid, and where its LoRA tags came from
+# (the files' hashes and weights, from active_loras(), are in the key instead). Every other field is in
+# the key, so a field a new axis adds to Cell can never serve stale cached pixels.
+NOT_PIXELS = ("x", "y", "z", "run", "epoch", "weight", "loras")
 
-
-# --- cache -------------------------------------------------------------------------------------
 
 def cell_key(cell: Cell, model_hash: str, device: str) -> str:
     """Everything that decides a cell's pixels; equal keys are the same image."""
     from lora_studio.generate.infotext import lora_hash
     from lora_studio.generate.pipeline import parse_sampler
 
+    settings = {}
+    for f in fields(cell):
+        if f.name in NOT_PIXELS:
+            continue
+        value = getattr(cell, f.name)
+        if f.name in ("prompt", "negative"):
+            value = split_lora_tags(value)[0]  # its <lora:…> tags are the loras below
+        elif f.name == "sampler":
+            value = parse_sampler(value)  # A1111's aliases of one sampler are one image
+        elif f.type == "float":
+            value = float(value)  # cfg 7 and 7.0
+        settings[f.name] = value
     loras = sorted((lora_hash(p), te, un) for p, te, un in cell.active_loras())
-    fields = [CACHE_VERSION, model_hash, device, loras, split_lora_tags(cell.prompt)[0],
-              split_lora_tags(cell.negative)[0], cell.seed, parse_sampler(cell.sampler), cell.steps,
-              float(cell.cfg), cell.width, cell.height, cell.clip_skip]
-    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([CACHE_VERSION, model_hash, device, loras, settings], sort_keys=True,
+                                     default=str).encode()).hexdigest()
 
 
 def cache_path(key: str) -> Path:
@@ -60,7 +72,8 @@ class XYResult:
 
 def next_grid_number(output: Path) -> int:
     """A1111-style numbering: one more than the highest xy_grid-NNNN in the folder."""
-    numbers = [int(m.group(1)) for p in output.glob("xy_grid-*") if (m := re.match(r"xy_grid-(\d{4,})", p.name))]
+    prefix = runfiles.XY_GRID_PREFIX
+    numbers = [int(m.group(1)) for p in output.glob(prefix + "*") if (m := re.match(re.escape(prefix) + r"(\d{4,})", p.name))]
     return max(numbers, default=0) + 1
 
 
@@ -91,7 +104,7 @@ def xy_plot(base, plan: XYPlan, output: Path | str, *, emit: Callable[[dict], No
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     number = next_grid_number(output)
-    stem = f"xy_grid-{number:04d}"
+    stem = runfiles.xy_grid_stem(number)
     cell_dir = output / stem
     cell_dir.mkdir()
     columns, rows, sheets = grid_plan.shape
@@ -108,7 +121,7 @@ def xy_plot(base, plan: XYPlan, output: Path | str, *, emit: Callable[[dict], No
                 with Image.open(cache_path(key)) as cached:
                     images[key] = cached.convert("RGB")
     to_render = [k for k in cells_by_key if k not in images]
-    emit({"type": "xy_plan", "cells": len(grid_plan.cells), "columns": columns, "rows": rows, "grids": sheets,
+    emit({"type": runfiles.XY_PLAN, "cells": len(grid_plan.cells), "columns": columns, "rows": rows, "grids": sheets,
           "to_render": len(to_render), "grid": str(output / f"{stem}.png")})
 
     cell_files: dict[tuple[int, int, int], Path] = {}
@@ -120,7 +133,7 @@ def xy_plot(base, plan: XYPlan, output: Path | str, *, emit: Callable[[dict], No
             path = save_png(images[key], cell_dir / f"{prefix}x{cell.x + 1:02d}-y{cell.y + 1:02d}.png",
                             cell_infotext(cell, base.name, model_hash))
             cell_files[(cell.x, cell.y, cell.z)] = path
-            event = {"type": "cell", "x": cell.x, "y": cell.y, "path": str(path), "rendered": fresh and i == 0}
+            event = {"type": runfiles.CELL, "x": cell.x, "y": cell.y, "path": str(path), "rendered": fresh and i == 0}
             if sheets > 1:
                 event["z"] = cell.z
             emit(event)
@@ -146,9 +159,7 @@ def xy_plot(base, plan: XYPlan, output: Path | str, *, emit: Callable[[dict], No
                 images[key] = image
                 rendered_keys.add(key)
                 cache_path(key).parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache_path(key).with_suffix(".tmp.png")
-                image.save(tmp)
-                tmp.replace(cache_path(key))
+                runfiles.atomic_write(cache_path(key), lambda fh, image=image: image.save(fh, format="PNG"))
                 deliver(key, fresh=True)
     finally:
         loads = renderer.loads if renderer else 0
@@ -169,6 +180,6 @@ def xy_plot(base, plan: XYPlan, output: Path | str, *, emit: Callable[[dict], No
     delivered = len(cell_files)
     result = XYResult(main_file, grid_files, [cell_files[k] for k in sorted(cell_files, key=lambda t: (t[2], t[1], t[0]))],
                       rendered, delivered - rendered, stopped, downscaled, loads)
-    emit({"type": "xy_done", "grid": str(main_file), "grids": [str(p) for p in grid_files], "rendered": rendered,
+    emit({"type": runfiles.XY_DONE, "grid": str(main_file), "grids": [str(p) for p in grid_files], "rendered": rendered,
           "reused": delivered - rendered, "stopped": stopped, "downscaled": downscaled})
     return result

@@ -14,11 +14,13 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from lora_studio.config import XYPlotConfig
 from lora_studio.errors import UserError
+from lora_studio.runfiles import EPOCH_STEM
 from lora_studio.generate.grid import MAX_MEGAPIXELS
 from lora_studio.generate.prompt import format_weight, prompt_sr, refuse_scheduling, set_lora_tag, split_lora_tags
 
-EPOCH_FILE = re.compile(r"^(?P<name>.+)-(?P<epoch>\d{6})$")
+EPOCH_FILE = EPOCH_STEM  # NAME-000001, the run folder's epoch file stem (runfiles.py)
 
 # axis kind → (A1111 type label, value type)
 AXIS_KINDS = {
@@ -173,6 +175,36 @@ def run_loras(folder: Path | str) -> RunLoras:
 
 
 # --- the plan ----------------------------------------------------------------------------------
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'512x512' → (512, 512)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    if not match:
+        raise UserError(f"--size {text!r} is not WIDTHxHEIGHT", "for example --size 512x512")
+    return int(match.group(1)), int(match.group(2))
+
+
+def plan_from_config(config: XYPlotConfig) -> "XYPlan":
+    """The XYPlan an XYPlotConfig describes (no model loaded, so mistakes are reported at once)."""
+    config.validate()
+    if not config.x.strip():
+        raise UserError("the plot has no X axis", "for example x = \"epoch\" (every epoch file of the run)")
+    sr = config.sr.strip() or None
+    axes = [parse_axis(spec, sr) if spec.strip() else None for spec in (config.x, config.y, config.z)]
+    if sr and not any(a is not None and a.kind == "sr" for a in axes):
+        free = next((i for i, a in enumerate(axes) if a is None), None)
+        if free is None:
+            raise UserError("--sr needs a free axis, but X, Y and Z are all used", "drop one axis or write it as sr=…")
+        axes[free] = parse_axis("sr", sr)
+    if axes[2] is not None and axes[1] is None:
+        axes[1], axes[2] = axes[2], None
+    width, height = parse_size(config.size)
+    return XYPlan(prompt=config.prompt, negative=config.negative, x=axes[0], y=axes[1], z=axes[2],
+                  run=Path(config.run) if config.run.strip() else None, seed=config.seed, sampler=config.sampler,
+                  steps=config.steps, cfg=config.cfg, width=width, height=height, clip_skip=config.clip_skip,
+                  batch_size=config.batch_size or 1, margin=config.margin, legend=config.legend,
+                  use_cache=config.use_cache)
+
 
 @dataclass
 class XYPlan:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 from lora_studio.errors import UserError
+from lora_studio.runfiles import atomic_write
 
 # kohya writes the optimizer's class path; tools that compare runs read it that way.
 OPTIMIZER_CLASSES = {
@@ -94,21 +93,14 @@ def save_lora(path, unet, text_encoder, network_alpha: float, metadata: dict, dt
     metadata["sshs_model_hash"], metadata["sshs_legacy_hash"] = _model_hashes(tensors, metadata)
     blob = save(tensors, metadata)
 
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        # Temp file + fsync + rename, in the user's normal file mode (A1111/ComfyUI may run as another user).
+        atomic_write(path, blob)
+    except UserError:  # the disk is full: runfiles says so, with what to do
+        raise
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}",
                         "check that the output folder exists, is writable and has free space") from exc
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

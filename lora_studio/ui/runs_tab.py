@@ -7,7 +7,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from lora_studio import jobs, paths
+from lora_studio import jobs, paths, runfiles
 from lora_studio.config import load_toml
 from lora_studio.errors import UserError
 from lora_studio.ui.train_tab import TrainTab
@@ -18,7 +18,7 @@ COLUMNS = ["run", "kind", "state", "progress", "epoch files"]
 def _progress(event: dict | None) -> str:
     if not event:
         return ""
-    if event.get("type") == "error":
+    if event.get("type") == runfiles.ERROR:
         return event.get("message", "")
     if "step" in event and event.get("total_steps"):
         return f"step {event['step']} / {event['total_steps']}"
@@ -38,7 +38,7 @@ def runs_table() -> pd.DataFrame:
 
 def _kind(run_dir: Path) -> str:
     try:
-        return str(load_toml(run_dir / jobs.JOB_FILE).get("kind", "train"))
+        return str(load_toml(run_dir / runfiles.JOB_FILE).get("kind", "train"))
     except UserError:  # a hand-edited job.toml that no longer parses: still list the run
         return "?"
 

@@ -38,25 +38,25 @@ class PlotProgress:
     def feed(self, event: dict) -> None:
         """Fold one event into the view."""
         kind = event.get("type")
-        if kind in ("queued", "running"):
+        if kind in (runfiles.QUEUED, runfiles.RUNNING):
             self.state, self.error = kind, None
-        elif kind == "xy_labels":
+        elif kind == runfiles.XY_LABELS:
             self.columns, self.rows, self.grids = event["columns"], event["rows"], event["grids"]
             self.cell_size = (event["width"], event["height"])
-        elif kind == "xy_plan":
+        elif kind == runfiles.XY_PLAN:
             self.total = event["cells"]
-        elif kind == "cell":
+        elif kind == runfiles.CELL:
             self.cells[(event["x"], event["y"], event.get("z", 0))] = event["path"]
             self.rendered += bool(event["rendered"])
             self.reused += not event["rendered"]
-        elif kind == "xy_done":
+        elif kind == runfiles.XY_DONE:
             self.grid = event["grid"]
-        elif kind == "share":
+        elif kind == runfiles.SHARE:
             self.share = event["path"]
-        elif kind in jobs.TERMINAL:
+        elif kind in runfiles.TERMINAL:
             self.state = kind
             self.lora_loads = event.get("lora_loads", self.lora_loads)
-            if kind == "error":
+            if kind == runfiles.ERROR:
                 self.error = {"message": event.get("message", ""), "hint": event.get("hint", "")}
 
 
@@ -79,14 +79,14 @@ class PlotWatch:
 
 def xy_jobs() -> list[Path]:
     """Every XY plot job, newest first."""
-    return [p for p in jobs.list_jobs() if (p / jobs.JOB_FILE).is_file() and _is_xy(p)]
+    return [p for p in jobs.list_jobs() if (p / runfiles.JOB_FILE).is_file() and _is_xy(p)]
 
 
 def _is_xy(job_dir: Path) -> bool:
     from lora_studio.config import load_toml
 
     try:
-        return load_toml(job_dir / jobs.JOB_FILE).get("kind") == "xy"
+        return load_toml(job_dir / runfiles.JOB_FILE).get("kind") == "xy"
     except UserError:
         return False
 
@@ -168,7 +168,7 @@ def update(watch: PlotWatch) -> dict:
     events, watch.offset = runfiles.read_events(job_dir, watch.offset)
     for event in events:
         p.feed(event)
-        if event.get("type") == "cell" and Path(event["path"]).is_file():
+        if event.get("type") == runfiles.CELL and Path(event["path"]).is_file():
             watch.thumbs[(event["x"], event["y"], event.get("z", 0))] = _thumb(event["path"])
     state = jobs.job_state(job_dir)
     if state == "queued" and not jobs.worker_running():

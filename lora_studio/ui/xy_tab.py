@@ -3,8 +3,9 @@
 Generate queues an `xy` job (jobs.submit_xy) for the one worker, which keeps the base model loaded
 after training. The tab follows that job's events.jsonl on a timer: a progress bar over the cells
 (rendered vs reused), a preview grid drawn from the finished cell PNGs, then the grid PNG and its
-share copy to download. The fields are `lora-studio xy`'s (generate.xy_job.XYSettings); the handlers
-take and return plain values, so tests call them without a browser.
+share copy to download. The fields are `lora-studio xy`'s (config.XYPlotConfig), their labels, help and
+ranges taken from its field metadata; the handlers take and return plain values by field name, so tests
+call them without a browser.
 """
 
 from __future__ import annotations
@@ -15,23 +16,24 @@ from typing import Any
 
 import gradio as gr
 
-from lora_studio import jobs
-from lora_studio.config import TrainConfig
+from lora_studio import jobs, runfiles
+from lora_studio.config import XY_DEFAULT_Y, TrainConfig, XYPlotConfig, xy_field_info
 from lora_studio.errors import UserError
 from lora_studio.generate.pipeline import sampler_names
 from lora_studio.generate.prompt import set_lora_tag, split_lora_tags
-from lora_studio.generate.xy_plan import EPOCH_FILE
-from lora_studio.generate.xy_job import DEFAULT_Y, XYSettings, default_prompt, run_axis
+from lora_studio.generate.xy_job import check_plot, default_prompt, run_axis
+from lora_studio.generate.xy_plan import AXIS_KINDS, EPOCH_FILE
 from lora_studio.ui.monitor import error_text
 from lora_studio.ui.xy_progress import PlotWatch, update, xy_jobs
 
-# (A1111's label, the axis kind of `lora-studio xy --x KIND=VALUES`)
-AXIS_TYPES = [("Epoch", "epoch"), ("LoRA weight", "weight"), ("Prompt S/R", "sr"), ("Seed", "seed"),
-              ("CFG Scale", "cfg"), ("Steps", "steps"), ("Sampler", "sampler"), ("Clip skip", "clip_skip")]
+# (A1111's label, the axis kind of `lora-studio xy --x KIND=VALUES`), from the planner's own list; runs are
+# compared on Z by their own picker.
+AXIS_TYPES = [(label, kind) for kind, (label, _) in AXIS_KINDS.items() if kind != "run"]
 NOTHING = "none"
 SHARE_CHOICES = [("JPEG", "jpeg"), ("WebP", "webp"), ("no copy", NOTHING)]
-FIELDS = ("run", "prompt", "negative", "x_type", "x_values", "y_type", "y_values", "z_runs", "seed", "sampler",
-          "steps", "cfg", "size", "clip_skip", "batch_size", "margin", "legend", "use_cache", "share")
+# The XYPlotConfig fields the form shows one widget each for (x, y and z get an axis picker; base is the run's).
+PLAIN_FIELDS = ("prompt", "negative", "seed", "sampler", "steps", "cfg", "size", "clip_skip", "batch_size", "margin",
+                "legend", "use_cache", "share")
 
 
 # --- runs to plot ---------------------------------------------------------------------------------
@@ -57,7 +59,7 @@ def plot_runs() -> list[RunInfo]:
     alive = jobs.worker_running()
     found = []
     for job_dir in jobs.list_jobs():
-        subruns = sorted(p for p in job_dir.iterdir() if (p / jobs.JOB_FILE).is_file())
+        subruns = sorted(p for p in job_dir.iterdir() if (p / runfiles.JOB_FILE).is_file())
         for folder in [job_dir, *subruns]:
             stems = epoch_stems(folder)
             if not stems:
@@ -112,29 +114,30 @@ def axis_spec(kind: str, values: str) -> str:
     return f"{kind}={values.strip()}" if values and values.strip() else kind
 
 
-def read_settings(values: dict[str, Any]) -> XYSettings:
-    """The form's values (by field name) as the job's settings; the run's own base model is used."""
+def read_settings(values: dict[str, Any]) -> XYPlotConfig:
+    """The form's values (by field name) as the plot's XYPlotConfig; the run's own base model is used."""
     run = find_run(values.get("run"))
     if run is None:
         raise UserError("pick a run to plot", "runs appear here once their first epoch file is written")
     z_runs = [f for f in values.get("z_runs") or [] if f != str(run.folder)]
-
-    def number(name: str, cast):
-        try:
-            return cast(values[name])
-        except (TypeError, ValueError):
-            raise UserError(f"{name.replace('_', ' ')} must be a number, not {values[name]!r}") from None
-
-    return XYSettings(
-        base=run.config.base_model, run=str(run.folder), prompt=values.get("prompt") or "",
-        negative=values.get("negative") or "", x=axis_spec(values["x_type"], values.get("x_values", "")),
+    kinds = {"int": int, "float": float}
+    plain = {}
+    for name in PLAIN_FIELDS:
+        value, kind = values.get(name), xy_field_info(name)["type"]
+        if kind in kinds:
+            try:
+                value = kinds[kind](value)
+            except (TypeError, ValueError):
+                raise UserError(f"{name.replace('_', ' ')} must be a number, not {value!r}") from None
+        elif value is None:
+            value = xy_field_info(name)["default"]
+        plain[name] = value
+    if plain["share"] == NOTHING:
+        plain["share"] = ""
+    return XYPlotConfig(
+        base=run.config.base_model, run=str(run.folder), x=axis_spec(values["x_type"], values.get("x_values", "")),
         y=axis_spec(values["y_type"], values.get("y_values", "")),
-        z=run_axis([str(run.folder), *z_runs]) if z_runs else "",
-        seed=number("seed", int), sampler=values["sampler"], steps=number("steps", int), cfg=number("cfg", float),
-        size=values.get("size") or "", clip_skip=number("clip_skip", int), batch_size=number("batch_size", int),
-        margin=number("margin", int), legend=bool(values.get("legend", True)),
-        use_cache=bool(values.get("use_cache", True)),
-        share="" if values.get("share") == NOTHING else values.get("share", "jpeg"))
+        z=run_axis([str(run.folder), *z_runs]) if z_runs else "", **plain).validate()
 
 
 def generate(values: dict[str, Any], start_worker: bool = True) -> tuple[Path, str]:
@@ -142,13 +145,33 @@ def generate(values: dict[str, Any], start_worker: bool = True) -> tuple[Path, s
     settings = read_settings(values)
     busy = jobs.active_job()
     busy_state = jobs.job_state(busy) if busy else ""
-    cells = len(settings.check().cells)
+    cells = len(check_plot(settings).cells)
     job = jobs.submit_xy(settings, start_worker=start_worker)
     queued = f" It waits behind `{busy.name}`." if busy_state in ("running", "queued") else ""
     return job.run_dir, f"The XY plot ({cells} cells) is queued as `{job.id}`.{queued}"
 
 
 # --- layout and wiring ----------------------------------------------------------------------------
+
+def widget(name: str, value: Any = None, **overrides):
+    """One XYPlotConfig field's component, from its metadata: label, help, range, choices, default."""
+    info = xy_field_info(name)
+    value = info["default"] if value is None else value
+    common = {"label": info.get("label", name), "info": info["help"], "elem_id": "xy-" + name.replace("_", "-"),
+              **overrides}
+    if name == "sampler":  # the choices are the pipeline's A1111 names
+        return gr.Dropdown(sampler_names(), value=value, **common)
+    if name == "share":
+        return gr.Radio(SHARE_CHOICES, value=value or NOTHING, **common)
+    kind, low, high = info["type"], info.get("min"), info.get("max")
+    if kind == "bool":
+        return gr.Checkbox(value, **common)
+    if kind in ("int", "float"):
+        if not info["advanced"] and low is not None and high is not None and high - low <= 150:
+            return gr.Slider(low, high, value=value, step=1 if kind == "int" else 0.5, **common)
+        return gr.Number(value, precision=0 if kind == "int" else None, minimum=low, **common)
+    return gr.Textbox(value, **common)
+
 
 def build(demo: gr.Blocks, tab: gr.Tab) -> None:
     """Lay out the tab (inside `tab`) and wire its events."""
@@ -164,10 +187,9 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
                 refresh = gr.Button("Refresh", size="sm", scale=1, elem_id="xy-refresh")
             run_info = gr.Markdown(run_text(first) if first else "No run with epoch files yet: train one first.",
                                    elem_id="xy-run-info")
-            prompt = gr.Textbox(start["prompt"], label="Prompt", lines=2, elem_id="xy-prompt",
-                                info="A1111 syntax; the axes rewrite the run's <lora:NAME-00000N:weight> tag")
-            negative = gr.Textbox("lowres, bad anatomy, bad hands, worst quality", label="Negative prompt",
-                                  elem_id="xy-negative")
+            f = {"prompt": widget("prompt", start["prompt"], lines=2,
+                                  info="A1111 syntax; the axes rewrite the run's <lora:NAME-00000N:weight> tag"),
+                 "negative": widget("negative", "lowres, bad anatomy, bad hands, worst quality")}
             with gr.Row():
                 x_type = gr.Dropdown(AXIS_TYPES, value="epoch", label="X type", elem_id="xy-x-type", scale=1)
                 x_values = gr.Textbox("", label="X values", elem_id="xy-x-values", scale=2,
@@ -176,32 +198,22 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
             with gr.Row():
                 y_type = gr.Dropdown([("Nothing", NOTHING), *AXIS_TYPES], value="weight", label="Y type",
                                      elem_id="xy-y-type", scale=1)
-                y_values = gr.Textbox(DEFAULT_Y.partition("=")[2], label="Y values", elem_id="xy-y-values", scale=2,
+                y_values = gr.Textbox(XY_DEFAULT_Y.partition("=")[2], label="Y values", elem_id="xy-y-values", scale=2,
                                       info="Prompt S/R: the first value must be in the prompt")
             z_runs = gr.Dropdown([(r.label, str(r.folder)) for r in runs], value=[], multiselect=True,
                                  label="Compare with runs (Z axis)", elem_id="xy-z-runs",
                                  info="one grid per run plus a combined sheet, e.g. the bs1…bs4 runs of a sweep")
             with gr.Row():
-                seed = gr.Number(start["seed"], label="Seed", precision=0, elem_id="xy-seed",
-                                 info="-1: random; fixed, a re-run reuses cached cells")
-                sampler = gr.Dropdown(sampler_names(), value="DPM++ 2M Karras", label="Sampler", elem_id="xy-sampler")
+                f["seed"], f["sampler"] = widget("seed", start["seed"]), widget("sampler")
             with gr.Row():
-                steps = gr.Slider(1, 150, value=20, step=1, label="Steps", elem_id="xy-steps")
-                cfg = gr.Slider(1, 30, value=7, step=0.5, label="CFG scale", elem_id="xy-cfg")
+                f["steps"], f["cfg"] = widget("steps"), widget("cfg")
             with gr.Row():
-                size = gr.Textbox(start["size"], label="Size", elem_id="xy-size",
-                                  info="WIDTHxHEIGHT; the run's resolution")
-                clip_skip = gr.Slider(1, 12, value=start["clip_skip"], step=1, label="Clip skip",
-                                      elem_id="xy-clip-skip")
+                f["size"], f["clip_skip"] = widget("size", start["size"]), widget("clip_skip", start["clip_skip"])
             with gr.Accordion("More", open=False):
                 with gr.Row():
-                    batch_size = gr.Number(0, label="Batch size", precision=0, minimum=0, elem_id="xy-batch-size",
-                                           info="cells rendered together; 0: 1 on a CPU, 4 on a GPU")
-                    margin = gr.Number(0, label="Grid margin (px)", precision=0, minimum=0, elem_id="xy-margin")
+                    f["batch_size"], f["margin"] = widget("batch_size"), widget("margin")
                 with gr.Row():
-                    legend = gr.Checkbox(True, label="Draw legend", elem_id="xy-legend")
-                    use_cache = gr.Checkbox(True, label="Reuse cached cells", elem_id="xy-use-cache")
-                    share = gr.Radio(SHARE_CHOICES, value="jpeg", label="Copy to post", elem_id="xy-share")
+                    f["legend"], f["use_cache"], f["share"] = widget("legend"), widget("use_cache"), widget("share")
             with gr.Row():
                 go = gr.Button("Generate", variant="primary", elem_id="xy-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="xy-stop", interactive=False)
@@ -217,8 +229,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
                 share_file = gr.DownloadButton("Download copy to post", value=None, interactive=False,
                                                elem_id="xy-download-share")
 
-    comps = dict(zip(FIELDS, (run, prompt, negative, x_type, x_values, y_type, y_values, z_runs, seed, sampler,
-                              steps, cfg, size, clip_skip, batch_size, margin, legend, use_cache, share)))
+    comps = {"run": run, "x_type": x_type, "x_values": x_values, "y_type": y_type, "y_values": y_values,
+             "z_runs": z_runs, **f}
     watch = gr.State(PlotWatch())
     parts = {"status": status, "message": message, "image": image, "grid_file": grid_file,
              "share_file": share_file, "stop": stop}
@@ -270,7 +282,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
         return show(w.follow(str(plots[0]) if plots else None))
 
     quiet = {"show_progress_on": [message]}
-    follow_run = [run_info, prompt, size, seed, clip_skip]
+    prompt = f["prompt"]
+    follow_run = [run_info, *(f[name] for name in ("prompt", "size", "seed", "clip_skip"))]  # run_defaults' fields
     refresh.click(on_runs, inputs=[run, z_runs, prompt], outputs=[run, z_runs, *follow_run], **quiet)
     tab.select(on_runs, inputs=[run, z_runs, prompt], outputs=[run, z_runs, *follow_run], show_progress="hidden")
     run.input(on_run, inputs=[run, prompt], outputs=follow_run, **quiet)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -9,7 +11,7 @@ from PIL import Image
 from lora_studio.errors import UserError
 from lora_studio.generate.grid import read_parameters, share_copy
 from lora_studio.generate.pipeline import render
-from lora_studio.generate.xy import xy_plot
+from lora_studio.generate.xy import NOT_PIXELS, cell_key, xy_plot
 from lora_studio.generate.xy_plan import XYPlan, parse_axis, plan_cells
 from lora_studio.train.lora_file import lora_file_hash
 
@@ -105,6 +107,26 @@ def test_adding_a_weight_renders_only_the_new_row(tiny_base, tiny_run, tmp_path)
     assert events[-1] == {**events[-1], "rendered": 3, "reused": 6}
     plan_event = next(e for e in events if e["type"] == "xy_plan")
     assert plan_event["cells"] == 9 and plan_event["to_render"] == 3
+
+
+def test_every_setting_of_a_cell_is_in_its_cache_key_so_a_new_axis_cannot_serve_stale_pixels(tiny_run):
+    # The key is derived from the Cell's fields: changing any field that is not its place in the grid (or
+    # where its LoRA tag came from) must change the key; a field added for a new axis is covered by itself.
+    cell = next(c for c in plan_cells(make_plan(tiny_run, y="weight=0.5")).cells if c.active_loras())
+    key = cell_key(cell, "model", "cpu:float32")
+    changed = {"prompt": cell.prompt + ", night", "negative": "blurry", "seed": cell.seed + 1, "sampler": "Euler a",
+               "steps": cell.steps + 1, "cfg": cell.cfg + 0.5, "width": cell.width + 8, "height": cell.height + 8,
+               "clip_skip": cell.clip_skip + 1}
+    for f in dataclasses.fields(cell):
+        if f.name in NOT_PIXELS:
+            assert cell_key(dataclasses.replace(cell, x=5, y=6, z=7), "model", "cpu:float32") == key
+            continue
+        assert f.name in changed, f"new Cell field {f.name!r}: add a changed value to this test"
+        assert cell_key(dataclasses.replace(cell, **{f.name: changed[f.name]}), "model", "cpu:float32") != key, f.name
+    # What the LoRA tags resolve to is in the key: another weight of the same file is another image.
+    heavier = [(name, path, te * 2, unet * 2) for name, path, te, unet in cell.loras]
+    assert cell_key(dataclasses.replace(cell, loras=heavier), "model", "cpu:float32") != key
+    assert cell_key(cell, "other model", "cpu:float32") != key and cell_key(cell, "model", "cuda:float16") != key
 
 
 def test_grid_parameters_read_back_as_a1111_infotext(tiny_base, tiny_run, tmp_path):

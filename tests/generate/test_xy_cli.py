@@ -39,7 +39,8 @@ def test_xy_command_writes_the_grid_its_cells_events_and_a_share_copy(tiny_model
     assert fields["Seed"] == "5" and fields["Y Values"] == "0,1"
     assert fields["Training"] == "batch size: 1, unet lr: 0.0003, te lr: 3e-05, epochs: 3, optimizer: lion"
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
-    assert events[-1]["type"] == "xy_done" and events[-1]["rendered"] == 4
+    assert [e["type"] for e in events][-3:] == ["xy_done", "share", "done"]  # as the worker's xy job writes them
+    assert events[-1]["rendered"] == 4 and events[-1]["share"] == str(out / "xy_grid-0001-share.jpg")
     assert "grid: " in capsys.readouterr().out
 
 

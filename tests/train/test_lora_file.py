@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import stat
 import warnings
 from contextlib import contextmanager
 
@@ -199,6 +201,17 @@ def test_failed_write_leaves_no_partial_file(trained, tmp_path):
 
     good = save_lora(tmp_path / "ok.safetensors", trained.unet, trained.text_encoder, ALPHA, {})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, good.name])
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes and umask are POSIX")
+def test_lora_files_are_readable_by_other_users_under_the_usual_umask(trained, tmp_path):
+    # A1111 or ComfyUI often runs as another user; mkstemp's 0600 made the files unreadable to them.
+    old = os.umask(0o022)
+    try:
+        path = save_lora(tmp_path / "tibbie-000001.safetensors", trained.unet, trained.text_encoder, ALPHA, {})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
 def test_new_lora_starts_as_a_no_op_and_only_it_trains():

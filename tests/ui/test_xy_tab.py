@@ -14,7 +14,7 @@ import pytest
 from lora_studio import jobs, paths, runfiles, worker
 from lora_studio.config import TrainConfig, save_config
 from lora_studio.errors import UserError
-from lora_studio.generate.xy_job import axis_runs
+from lora_studio.generate.xy_job import axis_runs, check_plot
 from lora_studio.ui import xy_progress as progress
 from lora_studio.ui import xy_tab as tab
 
@@ -81,7 +81,7 @@ def test_every_run_with_epoch_files_is_offered_and_the_fields_follow_the_picked_
     # Comparing with the sweep's runs puts every one on Z, the picked run first.
     settings = tab.read_settings(form(sweep / "bs1", z_runs=[str(sweep / "bs2")]))
     assert axis_runs(settings.z) == [str(sweep / "bs1"), str(sweep / "bs2")]
-    assert settings.check().z_labels == ["Run: bs1", "Run: bs2"]
+    assert check_plot(settings).z_labels == ["Run: bs1", "Run: bs2"]
 
 
 def test_mistakes_are_shown_in_words_before_or_after_queueing(trained):
@@ -141,11 +141,12 @@ def test_generate_queues_a_plot_and_the_tab_follows_it_cell_by_cell_to_the_downl
 def test_the_tab_checks_a_plot_without_importing_torch(trained, studio_home):
     code = ("import sys\n"
             "from lora_studio.ui import xy_tab\n"
+            "from lora_studio.generate.xy_job import check_plot\n"
             "run = xy_tab.plot_runs()[0]\n"
             "values = {'run': str(run.folder), 'x_type': 'epoch', 'y_type': 'weight', 'y_values': '0,0.5,1',\n"
             "          'sampler': 'Euler a', 'steps': 20, 'cfg': 7, 'batch_size': 0, 'margin': 0,\n"
             "          **xy_tab.run_defaults(run, '')}\n"
-            "print(len(xy_tab.read_settings(values).check().cells))\n"
+            "print(len(check_plot(xy_tab.read_settings(values)).cells))\n"
             "assert 'torch' not in sys.modules, 'the UI process imported torch'\n")
     env = {**os.environ, "LORA_STUDIO_HOME": str(studio_home), "PYTHONPATH": str(paths.project_root())}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
