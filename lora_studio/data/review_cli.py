@@ -60,8 +60,9 @@ def run_review(args) -> int:
         if unknown:
             raise UserError(f"not in {state.dataset_dir}: {', '.join(unknown)}",
                             "give the file's path relative to the folder, as the review lists it")
-        state.set_kept_many(args.exclude, False, args.reason)
-        state.set_kept_many(args.keep, True)
+        # frames named on the command line are decisions by hand, as one click on a frame is
+        state.set_kept_many(args.exclude, False, args.reason, by="hand")
+        state.set_kept_many(args.keep, True, include_by_hand=True)
 
     from tqdm import tqdm
 

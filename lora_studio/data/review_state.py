@@ -7,6 +7,7 @@ atomically on every change. Training asks for the kept frames with their edited 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -54,11 +55,24 @@ def _write_json_atomic(path: Path, data: dict) -> None:
         raise
 
 
+@dataclasses.dataclass
+class BulkPlan:
+    """What a bulk keep/exclude changes: the frames it flips, and those it leaves (excluded by hand)."""
+
+    kept: bool
+    change: list[str]
+    spared: list[str]  # excluded by hand: "Keep all shown" leaves them unless the user says so
+
+    def count_text(self) -> str:
+        """'12 frames' / '1 frame'."""
+        return f"{len(self.change)} frame{'s' if len(self.change) != 1 else ''}"
+
+
 class ReviewState:
     """Kept/excluded decisions, edited tags and the trigger word for one dataset folder.
 
     Frames are keyed by `Frame.id` (the path relative to the folder). A frame without a decision is
-    kept. Every change is written to disk at once.
+    kept. Every change is written to disk at once, and the last one can be undone.
     """
 
     def __init__(self, dataset_dir: Path, path: Path, data: dict):
@@ -106,21 +120,79 @@ class ReviewState:
         """The reason the user gave for excluding a frame ('' if none or kept)."""
         return self._data["frames"].get(frame_id, {}).get("reason", "")
 
-    def set_kept(self, frame_id: str, kept: bool, reason: str = "") -> None:
-        """Keep or exclude one frame, with an optional reason; saved at once."""
-        self.set_kept_many([frame_id], kept, reason)
+    def excluded_by_hand(self, frame_id: str) -> bool:
+        """Whether the user excluded this frame on its own (not with a bulk action); older states count as by hand."""
+        entry = self._data["frames"].get(frame_id, {})
+        return entry.get("kept", True) is False and entry.get("by", "hand") == "hand"
 
-    def set_kept_many(self, frame_ids: Iterable[str], kept: bool, reason: str = "") -> None:
-        """Keep or exclude several frames in one write (e.g. every frame flagged 'blur')."""
-        for frame_id in frame_ids:
+    def set_kept(self, frame_id: str, kept: bool, reason: str = "") -> None:
+        """Keep or exclude one frame by hand, with an optional reason; saved at once (and can be undone)."""
+        self._remember(f"{'keep' if kept else 'exclude'} {frame_id}")
+        entry = self._entry(frame_id)
+        if kept:
+            for key in ("kept", "reason", "by"):
+                entry.pop(key, None)
+        else:
+            entry.update(kept=False, reason=reason.strip(), by="hand")
+        self._tidy(frame_id)
+        self.save()
+
+    def plan_kept_many(self, frame_ids: Iterable[str], kept: bool, include_by_hand: bool = False) -> BulkPlan:
+        """What set_kept_many would change, without changing anything (for saying so before the click).
+
+        Excluding leaves frames already excluded as they are (their reasons stay); keeping leaves the
+        frames the user excluded by hand excluded unless `include_by_hand`.
+        """
+        change, spared = [], []
+        for frame_id in dict.fromkeys(frame_ids):
+            if kept == self.is_kept(frame_id):
+                continue
+            if kept and self.excluded_by_hand(frame_id) and not include_by_hand:
+                spared.append(frame_id)
+            else:
+                change.append(frame_id)
+        return BulkPlan(kept, change, spared)
+
+    def set_kept_many(self, frame_ids: Iterable[str], kept: bool, reason: str = "",
+                      include_by_hand: bool = False, by: str = "bulk") -> BulkPlan:
+        """Keep or exclude several frames in one write (e.g. every frame flagged 'blur'); undone in one step.
+
+        Follows plan_kept_many: no decision made by hand is overturned unless `include_by_hand`.
+        `by="hand"` marks exclusions the user named one by one (the CLI's --exclude). Returns the plan.
+        """
+        plan = self.plan_kept_many(frame_ids, kept, include_by_hand)
+        if not plan.change:
+            return plan
+        self._remember(f"{'keep' if kept else 'exclude'} {plan.count_text()}")
+        for frame_id in plan.change:
             entry = self._entry(frame_id)
             if kept:
-                entry.pop("kept", None)
-                entry.pop("reason", None)
+                for key in ("kept", "reason", "by"):
+                    entry.pop(key, None)
             else:
-                entry.update(kept=False, reason=reason.strip())
+                entry.update(kept=False, reason=reason.strip(), by=by)
             self._tidy(frame_id)
         self.save()
+        return plan
+
+    # One level of undo: the frames' decisions and tags as they were before the last change.
+
+    def _remember(self, what: str) -> None:
+        self._data["undo"] = {"what": what, "frames": copy.deepcopy(self._data["frames"])}
+
+    @property
+    def undo_text(self) -> str:
+        """What Undo would take back ('exclude 12 frames'), or '' when there is nothing to undo."""
+        return self._data.get("undo", {}).get("what", "")
+
+    def undo(self) -> str:
+        """Put the decisions and tags back as they were before the last change; returns what was undone."""
+        last = self._data.pop("undo", None)
+        if not last:
+            raise UserError("nothing to undo", "undo takes back the last change, once")
+        self._data["frames"] = last["frames"]
+        self.save()
+        return last["what"]
 
     def excluded_ids(self) -> set[str]:
         """Frame ids the user excluded (what `scan_frames(exclude=...)` takes)."""
@@ -153,11 +225,13 @@ class ReviewState:
 
         With `original_caption`, tags equal to the caption file's drop the edit instead of storing a copy.
         """
+        self._remember(f"edit the tags of {frame_id}")
         self._store_tags(frame_id, tags, original_caption)
         self.save()
 
     def reset_tags(self, frame_id: str) -> None:
         """Forget the edit: the caption file is used again."""
+        self._remember(f"use the caption file of {frame_id}")
         self._entry(frame_id).pop("tags", None)
         self._tidy(frame_id)
         self.save()
@@ -173,9 +247,11 @@ class ReviewState:
 
     # Batch edits: `frames` are anything with .id and .caption (the caption file's text), e.g. Frame.
 
-    def batch_edit(self, frames: Iterable[_Captioned], edit: Callable[[list[str]], list[str]]) -> int:
-        """Apply `edit` to every frame's current tags; one write; returns how many frames changed."""
+    def batch_edit(self, frames: Iterable[_Captioned], edit: Callable[[list[str]], list[str]],
+                   what: str = "a batch tag edit") -> int:
+        """Apply `edit` to every frame's current tags; one write, undone in one step; returns how many changed."""
         changed = 0
+        undo_to = copy.deepcopy(self._data["frames"])
         for frame in frames:
             before = self.tags_for(frame.id, frame.caption)
             after = edit(before)
@@ -183,27 +259,30 @@ class ReviewState:
                 self._store_tags(frame.id, after, frame.caption)
                 changed += 1
         if changed:
+            self._data["undo"] = {"what": f"{what} ({changed} frame{'s' if changed != 1 else ''})", "frames": undo_to}
             self.save()
         return changed
 
     def add_tag_everywhere(self, frames: Iterable[_Captioned], tag: str, first: bool = False) -> int:
         """Add a tag to every frame that lacks it (at the front with `first`)."""
-        return self.batch_edit(frames, lambda tags: add_tag(tags, tag, first=first))
+        return self.batch_edit(frames, lambda tags: add_tag(tags, tag, first=first), f"add '{tag}'")
 
     def remove_tag_everywhere(self, frames: Iterable[_Captioned], tag: str) -> int:
         """Remove a tag from every frame."""
-        return self.batch_edit(frames, lambda tags: remove_tag(tags, tag))
+        return self.batch_edit(frames, lambda tags: remove_tag(tags, tag), f"remove '{tag}'")
 
     def replace_tag_everywhere(self, frames: Iterable[_Captioned], old: str, new: str) -> int:
         """Replace a tag in every frame (an empty `new` removes it)."""
-        return self.batch_edit(frames, lambda tags: replace_tag(tags, old, new))
+        return self.batch_edit(frames, lambda tags: replace_tag(tags, old, new), f"replace '{old}' with '{new}'"
+                               if new else f"remove '{old}'")
 
     def move_trigger_first(self, frames: Iterable[_Captioned], trigger_word: str = "") -> int:
         """Put the trigger word first in every caption, adding it where missing."""
         trigger_word = trigger_word or self.trigger_word
         if not trigger_word:
             raise UserError("no trigger word set", "type the character's trigger word first")
-        return self.batch_edit(frames, lambda tags: ensure_trigger_first(tags, trigger_word))
+        return self.batch_edit(frames, lambda tags: ensure_trigger_first(tags, trigger_word),
+                               f"put '{trigger_word}' first")
 
     # Trigger word
 

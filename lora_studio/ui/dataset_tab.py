@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import gradio as gr
@@ -20,21 +20,13 @@ from lora_studio.data.captions import join_tags
 from lora_studio.data.review import DatasetReview, FrameReview, review_dataset
 from lora_studio.data.review_state import ReviewState
 from lora_studio.errors import UserError
-from lora_studio.ui import thumbnails
+from lora_studio.ui import current_dataset, thumbnails
+from lora_studio.ui.current_dataset import DatasetSession, need_review
+from lora_studio.ui.dataset_bulk import batch_edit, batch_scope, bulk_preview, set_kept_shown, undo, undo_text
 from lora_studio.ui.monitor import error_text
 
 SORTS = ("worst first", "file name", "most unusual look")
 SEVERITY_ICON = {"error": "⛔", "warning": "⚠️", "note": "ℹ️"}
-
-
-@dataclass
-class DatasetSession:
-    """One browser session's review (kept in gr.State)."""
-
-    review: DatasetReview | None = None
-    shown: list[str] = field(default_factory=list)  # frame ids in gallery order (a click gives an index)
-    selected: str | None = None
-    synced_dataset: str | None = None  # the Train tab's dataset field when the folder box last followed it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -47,6 +39,9 @@ def review_folder(session: DatasetSession, folder: str, trigger_word: str = "", 
 
     progress(fraction, what) is called after each file, first while checking, then while making thumbnails.
     """
+    # Whatever happens next, the previous folder's review is gone: a failed review must not leave its
+    # gallery up for Keep/Exclude to edit.
+    session.clear()
     if not (folder or "").strip():
         raise UserError("no dataset folder given", "type the folder that holds your frames and .txt captions")
     report = progress or (lambda fraction, what: None)
@@ -107,9 +102,10 @@ def select_frame(session: DatasetSession, index: int | None) -> str | None:
     return session.selected
 
 
-def set_kept(session: DatasetSession, frame_id: str | None, kept: bool, reason: str = "") -> str:
-    """Keep or exclude one frame (saved at once); returns what to tell the user."""
-    review, frame = _need_frame(session, frame_id)
+def set_kept(session: DatasetSession, frame_id: str | None, kept: bool, reason: str = "",
+             folder: str | None = None) -> str:
+    """Keep or exclude one frame by hand (saved at once); returns what to tell the user."""
+    review, frame = _need_frame(session, frame_id, folder)
     if not frame.trainable:
         raise UserError(f"{frame.id} cannot be used for training anyway", "its flags say why; fix or remove the file")
     state = ReviewState.load(review.folder)
@@ -118,21 +114,9 @@ def set_kept(session: DatasetSession, frame_id: str | None, kept: bool, reason: 
     return f"{'Kept' if kept else 'Excluded'} `{frame.id}`." + (f" Reason: {reason.strip()}" if reason and not kept else "")
 
 
-def set_kept_shown(session: DatasetSession, kept: bool, reason: str = "") -> str:
-    """Keep or exclude every usable frame the gallery shows (e.g. everything flagged 'blur')."""
-    review = _need_review(session)
-    ids = [fid for fid in session.shown if review.frame(fid).trainable]
-    if not ids:
-        raise UserError("no usable frames are shown", "pick another filter")
-    state = ReviewState.load(review.folder)
-    state.set_kept_many(ids, kept, reason or "")
-    review.refresh(state)
-    return f"{'Kept' if kept else 'Excluded'} {len(ids)} frame{'s' if len(ids) != 1 else ''}."
-
-
-def save_tags(session: DatasetSession, frame_id: str | None, text: str) -> str:
+def save_tags(session: DatasetSession, frame_id: str | None, text: str, folder: str | None = None) -> str:
     """Store the frame's edited tags (the caption file stays as it is)."""
-    review, frame = _need_frame(session, frame_id)
+    review, frame = _need_frame(session, frame_id, folder)
     if not frame.trainable:
         raise UserError(f"{frame.id} cannot be used for training", "its tags are not used")
     state = ReviewState.load(review.folder)
@@ -141,51 +125,18 @@ def save_tags(session: DatasetSession, frame_id: str | None, text: str) -> str:
     return f"Saved the tags of `{frame.id}`."
 
 
-def reset_tags(session: DatasetSession, frame_id: str | None) -> str:
+def reset_tags(session: DatasetSession, frame_id: str | None, folder: str | None = None) -> str:
     """Forget the frame's tag edit: its caption file is used again."""
-    review, frame = _need_frame(session, frame_id)
+    review, frame = _need_frame(session, frame_id, folder)
     state = ReviewState.load(review.folder)
     state.reset_tags(frame.id)
     review.refresh(state)
     return f"`{frame.id}` uses its caption file again."
 
 
-def batch_edit(session: DatasetSession, action: str, trigger_word: str = "", tag: str = "", new_tag: str = "") -> str:
-    """add_trigger / move_trigger_first / remove / replace, on every usable frame's tags; one write."""
-    review = _need_review(session)
-    frames = [f for f in review.frames if f.trainable]
-    state = ReviewState.load(review.folder)
-    trigger_word, tag, new_tag = (trigger_word or "").strip(), (tag or "").strip(), (new_tag or "").strip()
-    if action in ("add_trigger", "move_trigger_first"):
-        if not trigger_word:
-            raise UserError("no trigger word set", "type the character's trigger word first")
-        state.set_trigger_word(trigger_word)
-        review.trigger_word, review.trigger_inferred = trigger_word, False
-        if action == "add_trigger":
-            changed, what = state.add_tag_everywhere(frames, trigger_word, first=True), f"added '{trigger_word}' to"
-        else:
-            changed, what = state.move_trigger_first(frames, trigger_word), f"put '{trigger_word}' first in"
-    elif not tag:
-        raise UserError("no tag given", "type the tag to remove or replace")
-    elif action == "remove":
-        changed, what = state.remove_tag_everywhere(frames, tag), f"removed '{tag}' from"
-    elif action == "replace":
-        changed = state.replace_tag_everywhere(frames, tag, new_tag)
-        what = f"replaced '{tag}' with '{new_tag}' in" if new_tag else f"removed '{tag}' from"
-    else:
-        raise ValueError(f"unknown batch edit {action!r}")
-    review.refresh(state)
-    return f"{what[0].upper()}{what[1:]} {changed} frame{'s' if changed != 1 else ''}."
-
-
-def _need_review(session: DatasetSession) -> DatasetReview:
-    if session.review is None:
-        raise UserError("no folder reviewed yet", "press Review first")
-    return session.review
-
-
-def _need_frame(session: DatasetSession, frame_id: str | None) -> tuple[DatasetReview, FrameReview]:
-    review = _need_review(session)
+def _need_frame(session: DatasetSession, frame_id: str | None,
+                folder: str | None = None) -> tuple[DatasetReview, FrameReview]:
+    review = need_review(session, folder)
     if not frame_id:
         raise UserError("no frame selected", "click a frame in the gallery first")
     return review, review.frame(frame_id)
@@ -247,6 +198,9 @@ class DatasetTab:
     reason: gr.Textbox
     tags: gr.Textbox
     decide: list  # buttons that act on the selected frame
+    bulk: gr.Markdown  # what the bulk buttons would change in this view
+    scope: gr.Markdown  # which frames a batch tag edit changes
+    undo: gr.Button
 
 
 def gallery_updates(tab: DatasetTab, session: DatasetSession, show: str, sort: str) -> dict:
@@ -256,9 +210,11 @@ def gallery_updates(tab: DatasetTab, session: DatasetSession, show: str, sort: s
     session.shown = [f.id for f in frames]
     index = session.shown.index(session.selected) if session.selected in session.shown else None
     tiles = [(thumbnails.badged(f), badge_caption(f)) for f in frames]
+    last = undo_text(session)
     return {tab.gallery: gr.Gallery(value=tiles, selected_index=index),
             tab.show: gr.Dropdown(choices=filter_choices(review, show), value=show),
-            tab.kept: kept_text(review)}
+            tab.kept: kept_text(review), tab.bulk: bulk_preview(session), tab.scope: batch_scope(review),
+            tab.undo: gr.Button(f"Undo: {last}" if last else "Undo", interactive=bool(last))}
 
 
 def frame_updates(tab: DatasetTab, session: DatasetSession) -> dict:
@@ -300,6 +256,10 @@ def build(page: gr.Tab, dataset_field: gr.Component | None = None, trigger_field
             with gr.Row():
                 exclude_shown = gr.Button("Exclude all shown", size="sm", elem_id="dataset-exclude-shown")
                 keep_shown = gr.Button("Keep all shown", size="sm", elem_id="dataset-keep-shown")
+                undo_button = gr.Button("Undo", size="sm", elem_id="dataset-undo", interactive=False)
+            keep_by_hand = gr.Checkbox(False, label="also the frames I excluded by hand (their reasons are dropped)",
+                                       elem_id="dataset-keep-by-hand")
+            bulk = gr.Markdown("", elem_id="dataset-bulk-preview")
         with gr.Column(scale=2, min_width=340):
             image = gr.Image(label="Selected frame", type="pil", interactive=False, height=300,
                              elem_id="dataset-frame-image")
@@ -314,7 +274,8 @@ def build(page: gr.Tab, dataset_field: gr.Component | None = None, trigger_field
             with gr.Row():
                 save = gr.Button("Save tags", elem_id="dataset-save-tags", interactive=False)
                 reset = gr.Button("Use the caption file", elem_id="dataset-reset-tags", interactive=False)
-            with gr.Accordion("Batch tag edits (every usable frame)", open=False):
+            with gr.Accordion("Batch tag edits (kept frames only)", open=False, elem_id="dataset-batch"):
+                scope = gr.Markdown(batch_scope(None), elem_id="dataset-batch-scope")
                 with gr.Row():
                     add_trigger = gr.Button("Add trigger word everywhere", size="sm", elem_id="dataset-add-trigger")
                     trigger_first = gr.Button("Move trigger word first", size="sm", elem_id="dataset-trigger-first")
@@ -325,13 +286,16 @@ def build(page: gr.Tab, dataset_field: gr.Component | None = None, trigger_field
                     replace_tag = gr.Button("Replace tag everywhere", size="sm", elem_id="dataset-replace-tag")
 
     tab = DatasetTab(folder_box, trigger, kept, message, show, sort, gallery, image, details, pair, reason, tags,
-                     [keep, exclude, save, reset])
+                     [keep, exclude, save, reset], bulk=bulk, scope=scope, undo=undo_button)
     session = gr.State(DatasetSession())
-    everything = [session, gallery, show, kept, message, image, details, pair, reason, tags, *tab.decide]
+    view_outputs = [gallery, show, kept, bulk, scope, undo_button]
+    everything = [session, *view_outputs, keep_by_hand, message, image, details, pair, reason, tags, *tab.decide]
     frame_outputs = [image, details, pair, reason, tags, *tab.decide]
 
     def full(s: DatasetSession, shown: str, order: str, note: str) -> dict:
-        return {session: s, message: note, **gallery_updates(tab, s, shown, order), **frame_updates(tab, s)}
+        # the tick that lets "Keep all shown" overturn decisions made by hand counts for one click only
+        return {session: s, message: note, keep_by_hand: False, **gallery_updates(tab, s, shown, order),
+                **frame_updates(tab, s)}
 
     resolution = resolution_field or gr.State(512)
     caption_extension = caption_field or gr.State(".txt")
@@ -342,8 +306,11 @@ def build(page: gr.Tab, dataset_field: gr.Component | None = None, trigger_field
             note = review_folder(s, data[folder_box], data[trigger], data[resolution] or 512,
                                  data[caption_extension] or ".txt", lambda fraction, what: progress(fraction, desc=what))
         except UserError as exc:
-            return {message: error_text(exc)}
-        return {**full(s, data[show], data[sort], note), trigger: s.review.trigger_word}
+            return full(s, data[show], data[sort], error_text(exc))  # the session is cleared: an empty gallery
+        out = {**full(s, data[show], data[sort], note), trigger: s.review.trigger_word}
+        if dataset_field is not None:  # the folder just reviewed is the one the Train tab trains
+            out[dataset_field] = current_dataset.reviewed(s, data[folder_box])
+        return out
 
     def acting(action: Callable[[DatasetSession, dict], str]):
         """A handler that applies one change, then redraws everything it may have changed."""
@@ -363,36 +330,40 @@ def build(page: gr.Tab, dataset_field: gr.Component | None = None, trigger_field
     def on_view(s, shown, order):
         return {session: s, **gallery_updates(tab, s, shown, order)}
 
-    def on_page(s: DatasetSession, train_dataset, train_trigger):
-        # The folder box follows the Train tab's dataset field when that changed since it was last copied.
-        if train_dataset is None or train_dataset == s.synced_dataset:
+    def on_page(s: DatasetSession, train_dataset, train_trigger, shown, order):
+        folder_now = current_dataset.follow_train_tab(s, train_dataset)
+        if folder_now is None:
             return {session: s}
-        s.synced_dataset = train_dataset
-        return {session: s, folder_box: train_dataset, trigger: train_trigger or ""}
+        note = "" if s.review else f"The Train tab's dataset is `{folder_now}`: press **Review** to check it."
+        return {**full(s, shown, order, note), folder_box: folder_now, trigger: train_trigger or ""}
 
     view = {session, show, sort}
     quiet = {"show_progress": "hidden"}
     review_inputs = {*view, folder_box, trigger, resolution, caption_extension}
+    review_outputs = [*everything, trigger] + ([dataset_field] if dataset_field is not None else [])
     for event in (review_button.click, folder_box.submit):
-        event(on_review, inputs=review_inputs, outputs=[*everything, trigger], show_progress_on=[kept])
+        event(on_review, inputs=review_inputs, outputs=review_outputs, show_progress_on=[kept])
     gallery.select(on_select, inputs=session, outputs=[session, *frame_outputs], **quiet)
-    gr.on([show.input, sort.input], on_view, inputs=[session, show, sort], outputs=[session, gallery, show, kept],
-          **quiet)
+    gr.on([show.input, sort.input], on_view, inputs=[session, show, sort], outputs=[session, *view_outputs], **quiet)
+    # Every action names the folder in the box: a review of another folder is refused, not edited.
     actions = [
-        (keep, set(), lambda s, d: set_kept(s, s.selected, True)),
-        (exclude, {reason}, lambda s, d: set_kept(s, s.selected, False, d[reason])),
-        (exclude_shown, {reason}, lambda s, d: set_kept_shown(s, False, d[reason])),
-        (keep_shown, set(), lambda s, d: set_kept_shown(s, True)),
-        (save, {tags}, lambda s, d: save_tags(s, s.selected, d[tags])),
-        (reset, set(), lambda s, d: reset_tags(s, s.selected)),
+        (keep, set(), lambda s, d: set_kept(s, s.selected, True, folder=d[folder_box])),
+        (exclude, {reason}, lambda s, d: set_kept(s, s.selected, False, d[reason], folder=d[folder_box])),
+        (exclude_shown, {reason}, lambda s, d: set_kept_shown(s, False, d[reason], folder=d[folder_box])),
+        (keep_shown, {keep_by_hand}, lambda s, d: set_kept_shown(s, True, include_by_hand=d[keep_by_hand],
+                                                                 folder=d[folder_box])),
+        (undo_button, set(), lambda s, d: undo(s, folder=d[folder_box])),
+        (save, {tags}, lambda s, d: save_tags(s, s.selected, d[tags], folder=d[folder_box])),
+        (reset, set(), lambda s, d: reset_tags(s, s.selected, folder=d[folder_box])),
     ]
     batch = {trigger, batch_tag, new_tag}
     for button, name in ((add_trigger, "add_trigger"), (trigger_first, "move_trigger_first"),
                          (remove_tag, "remove"), (replace_tag, "replace")):
-        actions.append((button, batch, lambda s, d, name=name: batch_edit(s, name, d[trigger], d[batch_tag], d[new_tag])))
+        actions.append((button, batch, lambda s, d, name=name: batch_edit(s, name, d[trigger], d[batch_tag], d[new_tag],
+                                                                          folder=d[folder_box])))
     for button, extra, action in actions:
-        button.click(acting(action), inputs=view | extra, outputs=everything, **quiet)
+        button.click(acting(action), inputs=view | extra | {folder_box}, outputs=everything, **quiet)
     if dataset_field is not None:
-        page.select(on_page, inputs=[session, dataset_field, trigger_field or gr.State("")],
-                    outputs=[session, folder_box, trigger], **quiet)
+        page.select(on_page, inputs=[session, dataset_field, trigger_field or gr.State(""), show, sort],
+                    outputs=[*everything, folder_box, trigger], **quiet)
     return tab

@@ -201,6 +201,59 @@ def test_batch_tag_edits_apply_to_every_frame_and_count_changes(tiny_frames):
     assert again.caption_for("frame_001.png") == "sheep, tibbie, pose1, simple background, pink bow"
 
 
+def test_a_bulk_keep_never_overturns_an_exclusion_made_by_hand_unless_asked(tiny_frames):
+    state = ReviewState.load(tiny_frames)
+    state.set_kept_many(["frame_000.png", "frame_001.png"], False, "blurry")  # "Exclude all shown" on 'blur'
+    state.set_kept("frame_002.png", False, "deformed legs")  # one frame, by hand
+    every = [f"frame_{i:03d}.png" for i in range(8)]
+
+    plan = state.plan_kept_many(every, True)
+    assert (plan.change, plan.spared) == (["frame_000.png", "frame_001.png"], ["frame_002.png"])
+    assert state.excluded_ids() == {"frame_000.png", "frame_001.png", "frame_002.png"}  # planning changes nothing
+    state.set_kept_many(every, True)
+    again = ReviewState.load(tiny_frames)
+    assert again.excluded_ids() == {"frame_002.png"} and again.exclusion_reason("frame_002.png") == "deformed legs"
+
+    # excluding in bulk leaves the reason given by hand; keeping with include_by_hand overturns it
+    again.set_kept_many(every, False, "not her")
+    assert again.exclusion_reason("frame_002.png") == "deformed legs" and again.excluded_by_hand("frame_002.png")
+    assert again.exclusion_reason("frame_003.png") == "not her" and not again.excluded_by_hand("frame_003.png")
+    assert again.set_kept_many(every, True, include_by_hand=True).change == every
+    assert again.excluded_ids() == set()
+
+
+def test_the_last_change_is_undone_once_even_after_a_restart(tiny_frames):
+    from lora_studio.data.frames import scan_frames
+
+    frames = scan_frames(tiny_frames).frames
+    state = ReviewState.load(tiny_frames)
+    state.set_kept("frame_002.png", False, "deformed legs")
+    state.set_tags("frame_005.png", "tibbie, sheep, jumping")
+    assert state.remove_tag_everywhere(frames, "sheep") == 8
+    assert state.undo_text == "remove 'sheep' (8 frames)"
+
+    restarted = ReviewState.load(tiny_frames)
+    assert restarted.undo() == "remove 'sheep' (8 frames)"
+    assert restarted.caption_for("frame_005.png") == "tibbie, sheep, jumping"  # the edit before it stays
+    assert restarted.caption_for("frame_000.png", "tibbie, sheep, pose0") == "tibbie, sheep, pose0"
+    assert restarted.exclusion_reason("frame_002.png") == "deformed legs"
+    with pytest.raises(UserError, match="nothing to undo"):
+        ReviewState.load(tiny_frames).undo()
+    assert [f.id for f in training_frames(tiny_frames).frames if "sheep" in f.caption] == [
+        f.id for f in frames if f.id != "frame_002.png"]
+
+
+def test_exclusions_saved_before_bulk_marks_count_as_made_by_hand(tiny_frames):
+    path = state_path(tiny_frames)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"schema_version": 1, "dataset": str(tiny_frames), "trigger_word": "",
+                                "frames": {"frame_001.png": {"kept": False, "reason": "odd pose"}}}))
+    state = ReviewState.load(tiny_frames)
+    assert state.excluded_by_hand("frame_001.png")
+    assert state.set_kept_many(["frame_001.png"], True).spared == ["frame_001.png"]
+    assert state.exclusion_reason("frame_001.png") == "odd pose"
+
+
 def test_an_edit_back_to_the_caption_file_forgets_the_edit(tiny_frames):
     from lora_studio.data.frames import scan_frames
 

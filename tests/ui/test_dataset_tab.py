@@ -89,9 +89,90 @@ def test_excluding_every_frame_of_a_filter_in_one_click(demo_frames):
     session = reviewed(demo_frames)
     shown = tab.shown_frames(session.review, "outlier")
     session.shown = [f.id for f in shown]
-    assert tab.set_kept_shown(session, False, "odd look") == f"Excluded {len(shown)} frames."
+    assert tab.set_kept_shown(session, False, "odd look") == f"Excluded {len(shown)} frames. **Undo** takes it back."
     assert ReviewState.load(demo_frames).excluded_ids() == set(session.shown)
     assert tab.kept_text(session.review) == f"**kept: {15 - len(shown)} of 15**"
+
+
+def test_keep_all_shown_leaves_frames_excluded_by_hand_and_their_reasons_unless_ticked(demo_frames):
+    session = reviewed(demo_frames)
+    outliers = [f.id for f in tab.shown_frames(session.review, "outlier")]
+    by_hand = next(f.id for f in session.review.frames if f.id not in outliers)
+    session.shown = outliers
+    tab.set_kept_shown(session, False)  # a bulk exclusion: "Keep all shown" may take it back
+    tab.set_kept(session, by_hand, False, "warped pose")  # one frame, by hand, with a reason
+    session.shown = [f.id for f in tab.shown_frames(session.review, "all")]
+
+    # said before the click: what each bulk button would change here
+    preview = tab.bulk_preview(session)
+    assert f"**Keep all shown** keeps {len(outliers)}; 1 frame you excluded by hand stays excluded" in preview
+    note = tab.set_kept_shown(session, True)
+    assert note.startswith(f"Kept {len(outliers)} frame") and f"`{by_hand}` (warped pose)" in note
+    state = ReviewState.load(demo_frames)
+    assert state.excluded_ids() == {by_hand} and state.exclusion_reason(by_hand) == "warped pose"
+
+    # ticked: the frame excluded by hand is kept too (and Undo brings it and its reason back)
+    assert tab.set_kept_shown(session, True, include_by_hand=True).startswith("Kept 1 frame.")
+    assert ReviewState.load(demo_frames).excluded_ids() == set()
+    assert tab.undo(session) == "Undone: keep 1 frame."
+    assert ReviewState.load(demo_frames).exclusion_reason(by_hand) == "warped pose"
+    assert not session.review.frame(by_hand).kept
+
+
+def test_exclude_all_shown_keeps_the_reasons_already_given_and_can_be_undone(demo_frames):
+    session = reviewed(demo_frames)
+    session.shown = [f.id for f in tab.shown_frames(session.review, "all")]
+    tab.set_kept(session, session.shown[0], False, "warped pose")
+    assert "**Exclude all shown** excludes 14" in tab.bulk_preview(session)
+
+    note = tab.set_kept_shown(session, False, "not her")
+    assert note == "Excluded 14 frames. 1 frame already excluded keeps its reason. **Undo** takes it back."
+    assert ReviewState.load(demo_frames).exclusion_reason(session.shown[0]) == "warped pose"
+    assert tab.kept_text(session.review) == "**kept: 0 of 15**"
+    assert tab.undo_text(session) == "exclude 14 frames"
+    tab.undo(session)
+    assert tab.kept_text(session.review) == "**kept: 14 of 15**" and tab.undo_text(session) == ""
+    with pytest.raises(UserError, match="nothing to undo"):
+        tab.undo(session)
+
+
+def test_a_failed_review_clears_the_gallery_and_nothing_edits_the_previous_folder(demo_frames, tmp_path):
+    session = reviewed(demo_frames)
+    with pytest.raises(UserError, match="not found"):
+        tab.review_folder(session, str(tmp_path / "missing"))
+    assert session.review is None and session.shown == [] and session.selected is None
+    for act in (lambda: tab.set_kept(session, "frame_000.png", False),
+                lambda: tab.set_kept_shown(session, True),
+                lambda: tab.batch_edit(session, "remove", tag="sheep")):
+        with pytest.raises(UserError, match="press Review first"):
+            act()
+    (tmp_path / "empty").mkdir()
+    reviewed_again = reviewed(demo_frames)
+    with pytest.raises(UserError):
+        tab.review_folder(reviewed_again, str(tmp_path / "empty"))
+    assert reviewed_again.review is None
+    assert not state_path(demo_frames).exists()  # the first folder's review was never touched
+
+
+def test_a_review_of_another_folder_than_the_box_names_is_not_edited(demo_frames, tmp_path):
+    session = reviewed(demo_frames)
+    other = write_demo_dataset(tmp_path / "other-frames", n_frames=4, n_distorted=0, seed=1)
+    with pytest.raises(UserError, match="press Review to check the folder in the box"):
+        tab.set_kept(session, "frame_000.png", False, folder=str(other))
+    assert tab.set_kept(session, "frame_000.png", False, folder=str(demo_frames) + "/").startswith("Excluded")
+
+
+def test_the_dataset_tab_follows_the_train_tabs_folder_and_drops_a_review_of_another(demo_frames, tmp_path):
+    from lora_studio.ui import current_dataset
+
+    session = tab.DatasetSession()
+    assert current_dataset.follow_train_tab(session, str(demo_frames)) == str(demo_frames)
+    tab.review_folder(session, str(demo_frames), "", 64)
+    assert current_dataset.reviewed(session, str(demo_frames)) == str(demo_frames)
+    assert current_dataset.follow_train_tab(session, str(demo_frames)) is None  # unchanged: the review stays
+    assert session.review is not None
+    assert current_dataset.follow_train_tab(session, str(tmp_path / "elsewhere")) == str(tmp_path / "elsewhere")
+    assert session.review is None  # the gallery never shows a folder the Train tab will not train
 
 
 def test_tag_edits_are_saved_beside_the_review_and_the_tag_checks_follow_at_once(demo_frames):
@@ -112,21 +193,28 @@ def test_tag_edits_are_saved_beside_the_review_and_the_tag_checks_follow_at_once
     assert fingerprint(demo_frames) == before
 
 
-def test_batch_tag_edits_reach_every_usable_frame(demo_frames):
+def test_batch_tag_edits_reach_every_kept_frame_and_leave_excluded_ones_alone(demo_frames):
     before = fingerprint(demo_frames)
     session = reviewed(demo_frames)
+    tab.set_kept(session, "frame_003.png", False, "warped pose")
+    assert tab.batch_scope(session.review).startswith(
+        "Changes the tags of the **14 kept frames**; the 1 frame excluded keeps its tags.")
 
-    assert tab.batch_edit(session, "remove", tag="pink bow") == "Removed 'pink bow' from 15 frames."
-    assert all("pink bow" not in f.tags for f in session.review.frames)
-    assert tab.batch_edit(session, "replace", tag="sheep", new_tag="lamb") == "Replaced 'sheep' with 'lamb' in 15 frames."
+    assert tab.batch_edit(session, "remove", tag="pink bow") == (
+        "Removed 'pink bow' from 14 kept frames (1 frame excluded left as it is).")
+    assert all("pink bow" not in f.tags for f in session.review.frames if f.kept)
+    assert "pink bow" in session.review.frame("frame_003.png").tags
+    assert ReviewState.load(demo_frames).edited_tags("frame_003.png") is None
+    tab.set_kept(session, "frame_003.png", True)
+    assert tab.batch_edit(session, "replace", tag="sheep", new_tag="lamb") == "Replaced 'sheep' with 'lamb' in 15 kept frames."
     assert all("lamb" in f.tags and "sheep" not in f.tags for f in session.review.frames)
 
     # A new trigger word: first flagged missing everywhere, then added first to every caption and remembered.
     tab.save_tags(session, "frame_000.png", "lamb, tibbie, standing")
     assert session.review.frame("frame_000.png").has("trigger_not_first")
-    assert tab.batch_edit(session, "move_trigger_first", trigger_word="tibbie") == "Put 'tibbie' first in 1 frame."
+    assert tab.batch_edit(session, "move_trigger_first", trigger_word="tibbie") == "Put 'tibbie' first in 1 kept frame."
     assert not session.review.frame("frame_000.png").has("trigger_not_first")
-    assert tab.batch_edit(session, "add_trigger", trigger_word="tibby") == "Added 'tibby' to 15 frames."
+    assert tab.batch_edit(session, "add_trigger", trigger_word="tibby") == "Added 'tibby' to 15 kept frames."
     assert all(f.tags[0] == "tibby" and not f.has("no_trigger") for f in session.review.frames)
     assert ReviewState.load(demo_frames).trigger_word == "tibby"
     with pytest.raises(UserError, match="no tag given"):
