@@ -9,22 +9,19 @@ uninterrupted one would have done from that step on.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import math
 import random
 import time
 from pathlib import Path
 from typing import Callable
 
+from lora_studio import runfiles
 from lora_studio.config import TrainConfig
 from lora_studio.errors import UserError
 
-STATE_FILE = "train_state.pt"
-
-
 def checkpoint_name(config: TrainConfig, epoch: int) -> str:
     """kohya's per-epoch file name: NAME-000001.safetensors."""
-    return f"{config.name}-{epoch:06d}.safetensors"
+    return runfiles.epoch_file(config.name, epoch)
 
 
 def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lambda e: None,
@@ -32,7 +29,8 @@ def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lam
           device: str | None = None) -> dict:
     """Train a LoRA per config, writing NAME-00000N.safetensors per epoch into run_dir.
 
-    A base model passed in (the worker keeps one loaded) is handed back without the LoRA.
+    A base model passed in (the worker keeps one loaded) is handed back without the LoRA, on the
+    device and in the dtype it came in.
     """
     import torch
 
@@ -49,9 +47,10 @@ def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lam
         config = dataclasses.replace(config, trigger_word=ReviewState.load(config.dataset).trigger_word)
     frames, skipped = load_kept_frames(config)  # before the model: a bad folder should fail fast
     for file, reason in skipped:
-        emit({"type": "warning", "message": f"skipped {file}: {reason}"})
+        emit({"type": runfiles.WARNING, "message": f"skipped {file}: {reason}"})
     if base is None:
         base = load_base(config.base_model)
+    placement = [(module, module.device, module.dtype) for module in (base.unet, base.vae, base.text_encoder)]
     try:
         return _train(config, Path(run_dir), emit, should_stop, resume, base, frames, device)
     except torch.cuda.OutOfMemoryError:
@@ -60,6 +59,12 @@ def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lam
                         "mixed_precision fp16; close other programs using the GPU") from None
     finally:
         remove_lora(base.unet, base.text_encoder)
+        # Training moves the UNet and text encoder to the GPU (in half precision) and the VAE to the CPU; the
+        # next job on a kept base (an XY plot) needs its parts together again, so they go back as they came.
+        for module, where, dtype in placement:
+            module.to(device=where)
+            if module.dtype != dtype:  # diffusers warns on any dtype= for its fp32-kept modules
+                module.to(dtype=dtype)
 
 
 def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> dict:
@@ -98,13 +103,13 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
     for module in (unet, vae, text_encoder):
         module.requires_grad_(False)
     vae.to(accelerator.device, dtype=torch.float32)
-    emit({"type": "caching", "done": 0, "total": len(frames)})
+    emit({"type": runfiles.CACHING, "done": 0, "total": len(frames)})
     items = cache_latents(
         frames, vae, resolution=config.resolution, enable_buckets=config.enable_buckets,
         min_bucket_reso=config.min_bucket_reso, max_bucket_reso=config.max_bucket_reso,
         bucket_reso_steps=config.bucket_reso_steps, trigger_word=config.trigger_word,
         device=accelerator.device,
-        progress=lambda i, n: emit({"type": "caching", "done": i, "total": n}),
+        progress=lambda i, n: emit({"type": runfiles.CACHING, "done": i, "total": n}),
     )
     vae.to("cpu")  # latents are cached: the VAE is not needed on the GPU while training
 
@@ -138,7 +143,7 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
     alphas_cumprod = noise_scheduler.alphas_cumprod.to(accelerator.device)
 
     step = 0
-    state_path = run_dir / "state" / STATE_FILE
+    state_path = runfiles.state_path(run_dir)
     if resume:
         if not state_path.is_file():
             raise UserError(f"nothing to resume in {run_dir}: no saved training state",
@@ -160,7 +165,7 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
     for frame in frames:
         entry = dataset_dirs.setdefault(frame.path.parent.name, {"n_repeats": frame.repeats, "img_count": 0})
         entry["img_count"] += 1
-    emit({"type": "started", "total_steps": total_steps, "steps_per_epoch": per_epoch, "epochs": config.epochs,
+    emit({"type": runfiles.STARTED, "total_steps": total_steps, "steps_per_epoch": per_epoch, "epochs": config.epochs,
           "frames": len(frames), "start_step": step, "resumed": bool(resume), "device": str(accelerator.device),
           "config": config.to_dict()})
 
@@ -168,11 +173,10 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
         if not is_main:
             return
         state_path.parent.mkdir(exist_ok=True)
-        tmp = state_path.with_suffix(".tmp")
-        torch.save({"step": step, "total_steps": total_steps, "processes": processes,
-                    "lora": lora_state(accelerator.unwrap_model(unet), accelerator.unwrap_model(text_encoder)),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp)
-        tmp.replace(state_path)
+        state = {"step": step, "total_steps": total_steps, "processes": processes,
+                 "lora": lora_state(accelerator.unwrap_model(unet), accelerator.unwrap_model(text_encoder)),
+                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        runfiles.atomic_write(state_path, lambda fh: torch.save(state, fh))
 
     def save_epoch(epoch: int) -> None:
         if not is_main:
@@ -185,7 +189,7 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
                                  max_train_steps=total_steps, dataset_dirs=dataset_dirs)
         save_lora(path, accelerator.unwrap_model(unet), accelerator.unwrap_model(text_encoder) if train_te else None,
                   config.network_alpha, meta)
-        emit({"type": "checkpoint", "path": str(path), "epoch": epoch, "step": step})
+        emit({"type": runfiles.CHECKPOINT, "path": str(path), "epoch": epoch, "step": step})
 
     # --- the loop
     unet.train()
@@ -241,7 +245,7 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
                     raise UserError(f"the loss became {last_loss} at step {step}",
                                     "lower unet_lr (or run Find LR), or turn mixed_precision to 'no'")
                 if is_main:
-                    emit({"type": "step", "step": step, "epoch": epoch + 1, "loss": last_loss,
+                    emit({"type": runfiles.STEP, "step": step, "epoch": epoch + 1, "loss": last_loss,
                           "lr_unet": lr_unet, "lr_te": lr_te if train_te else 0.0, "total_steps": total_steps,
                           "elapsed_s": round(time.time() - started_at, 3)})
                 # A stop on an epoch's last step still lets the epoch save its file below.
@@ -251,7 +255,7 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
             if stopped:
                 break
             epoch_done = epoch + 1
-            emit({"type": "epoch", "epoch": epoch_done, "step": step})
+            emit({"type": runfiles.EPOCH, "epoch": epoch_done, "step": step})
             if epoch_done % config.save_every_n_epochs == 0 or epoch_done == config.epochs:
                 save_epoch(epoch_done)
             save_state()
@@ -262,19 +266,15 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
                 stopped = step < total_steps
                 break
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise UserError(f"the disk is full while writing to {run_dir}",
-                            "free some space; the run can be resumed from its last saved epoch") from None
+        if runfiles.is_disk_full(exc):
+            raise runfiles.disk_full_error(run_dir) from None
         raise
-    finally:
-        if text_embeddings is not None:
-            text_encoder.to(accelerator.device)  # where the base's encoder is after an uncached run
 
     if stopped:
         save_state()
-        emit({"type": "stopped", "step": step, "epoch": step // per_epoch, "total_steps": total_steps})
+        emit({"type": runfiles.STOPPED, "step": step, "epoch": step // per_epoch, "total_steps": total_steps})
     else:
-        emit({"type": "done", "step": step, "epochs": config.epochs, "loss": last_loss,
+        emit({"type": runfiles.DONE, "step": step, "epochs": config.epochs, "loss": last_loss,
               "elapsed_s": round(time.time() - started_at, 3)})
     return {"steps": step, "total_steps": total_steps, "stopped": stopped,
             "files": sorted(str(p) for p in run_dir.glob(f"{config.name}-*.safetensors"))}
@@ -295,7 +295,7 @@ def _probe_d_lr(run_dir: Path) -> float | None:
     """The d·lr found by the LR probe this run's LRs came from, if any (recorded by the CLI/worker)."""
     import json
 
-    path = run_dir / "probe.json"
+    path = run_dir / runfiles.PROBE_FILE
     if path.is_file():
         return json.loads(path.read_text()).get("d_lr")
     return None
@@ -307,7 +307,7 @@ def _sample(config, base, accelerator, unet, text_encoder, run_dir: Path, epoch:
 
     from lora_studio.generate.pipeline import render
 
-    samples = run_dir / "samples"
+    samples = run_dir / runfiles.SAMPLES_DIR
     samples.mkdir(exist_ok=True)
     unet.eval()
     text_encoder.eval()
@@ -320,9 +320,9 @@ def _sample(config, base, accelerator, unet, text_encoder, run_dir: Path, epoch:
                 size = config.resolution
                 image = render(base, prompt, sampler="DPM++ 2M Karras", steps=config.sample_steps, cfg=7.0,
                                width=size, height=size, seed=config.sample_seed, clip_skip=config.clip_skip)
-                path = samples / f"{config.name}-e{epoch:06d}-{i:02d}.png"
-                image.save(path)
-                emit({"type": "sample", "path": str(path), "epoch": epoch, "prompt": prompt})
+                path = runfiles.atomic_write(samples / runfiles.sample_file(config.name, epoch, i),
+                                             lambda fh, image=image: image.save(fh, format="PNG"))
+                emit({"type": runfiles.SAMPLE, "path": str(path), "epoch": epoch, "prompt": prompt})
     finally:
         base.vae.to("cpu")
         base.text_encoder.to(te_device)
