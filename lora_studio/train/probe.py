@@ -2,26 +2,60 @@
 
 The found LR is d·lr read while training, as its peak over the probe: after a decaying schedule
 has ended the product is 0, which is what kohya users see when they read it too late.
+
+The probe → run rule lives here and only here: the CLI's `--lr-from-probe`, the worker and the
+studio's Train tab all call `apply_probe()`, so a run started anywhere from a probe trains the same LRs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Callable
 
+from lora_studio import runfiles
 from lora_studio.config import TrainConfig
 from lora_studio.errors import UserError
 
-PROBE_FILE = "probe.json"
+PROBE_FILE = runfiles.PROBE_FILE
+# The seed write-up trains the probed LR with Lion and cosine with restarts.
+RUN_OPTIMIZER = "lion"
+RUN_SCHEDULER = "cosine_with_restarts"
+
+
+def probe_unet_lr(d_lr: float, probe_divisor: float) -> float:
+    """UNet LR = d·lr ÷ probe_divisor, to four significant digits (the probe is an estimate,
+    and 0.0016752125153381254 reads badly in a form, a job.toml or a shared grid's recipe)."""
+    return float(f"{d_lr / probe_divisor:.4g}")
 
 
 def recommended_lrs(d_lr: float, probe_divisor: float = 3.0, te_lr_divisor: float = 10.0) -> dict:
     """The seed's recipe: UNet LR = d·lr ÷ 3, text-encoder LR = UNet LR ÷ 10, Lion with cosine restarts."""
-    unet_lr = d_lr / probe_divisor
-    return {"d_lr": d_lr, "unet_lr": unet_lr, "te_lr": unet_lr / te_lr_divisor, "optimizer": "lion",
-            "scheduler": "cosine_with_restarts", "probe_divisor": probe_divisor, "te_lr_divisor": te_lr_divisor}
+    unet_lr = probe_unet_lr(d_lr, probe_divisor)
+    return {"d_lr": d_lr, "unet_lr": unet_lr, "te_lr": unet_lr / te_lr_divisor, "optimizer": RUN_OPTIMIZER,
+            "scheduler": RUN_SCHEDULER, "probe_divisor": probe_divisor, "te_lr_divisor": te_lr_divisor}
+
+
+def apply_probe(config: TrainConfig, probe: dict) -> TrainConfig:
+    """The real run's config: the probe's UNet LR, te_lr 'auto' (unet_lr ÷ te_lr_divisor), Lion, cosine restarts.
+
+    te_lr stays auto rather than a number, so it keeps following the rule when unet_lr is changed later.
+    """
+    return dataclasses.replace(config, unet_lr=probe_unet_lr(probe["d_lr"], config.probe_divisor), te_lr=None,
+                               optimizer=RUN_OPTIMIZER, scheduler=RUN_SCHEDULER).validate()
+
+
+def follows_probe(config: TrainConfig, probe: dict) -> bool:
+    """True while config still trains what apply_probe() made of this probe (so a run records the probe)."""
+    return (config.unet_lr == probe_unet_lr(probe["d_lr"], config.probe_divisor) and config.te_lr is None
+            and config.optimizer == RUN_OPTIMIZER and config.scheduler == RUN_SCHEDULER)
+
+
+def record_probe(probe_dir: str | Path, run_dir: str | Path) -> Path:
+    """Copy the probe's probe.json into a run folder: its LoRA files then carry the found d·lr (as CLI runs do)."""
+    return runfiles.atomic_write(Path(run_dir) / PROBE_FILE, (Path(probe_dir) / PROBE_FILE).read_bytes())
 
 
 def probe_config(config: TrainConfig) -> TrainConfig:
@@ -32,7 +66,11 @@ def probe_config(config: TrainConfig) -> TrainConfig:
 
 def run_probe(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lambda e: None,
               should_stop: Callable[[], bool] = lambda: False, base=None) -> dict:
-    """Train one DAdaptation epoch, record the peak d·lr, write run_dir/probe.json and return it."""
+    """Train one DAdaptation epoch, record the peak d·lr, write run_dir/probe.json and return it.
+
+    The probe's own LoRA file and training state are deleted: a probe is not a run to plot or resume,
+    and its epoch file would show up in the XY tab's run list as if it were one.
+    """
     from lora_studio.train.loop import train
 
     run_dir = Path(run_dir)
@@ -41,17 +79,24 @@ def run_probe(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] =
     def watch(event: dict) -> None:
         if event.get("type") == "step":
             peak["d_lr"] = max(peak["d_lr"], float(event["lr_unet"]))
+        if event.get("type") == runfiles.CHECKPOINT:
+            return  # the file is removed below; no event may point at it
         emit(event)
 
-    train(probe_config(config), run_dir, watch, should_stop, base=base)
+    try:
+        train(probe_config(config), run_dir, watch, should_stop, base=base)
+    finally:
+        for path in run_dir.glob("*.safetensors"):
+            if runfiles.EPOCH_STEM.match(path.stem):
+                path.unlink()
+        if (run_dir / runfiles.STATE_DIR).is_dir():
+            shutil.rmtree(run_dir / runfiles.STATE_DIR)
     if peak["d_lr"] <= 0:
         raise UserError("the LR probe found no learning rate (it stopped before its first step)",
                         "let the probe run its whole epoch")
     result = recommended_lrs(peak["d_lr"], config.probe_divisor, config.te_lr_divisor)
-    tmp = run_dir / (PROBE_FILE + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    tmp.replace(run_dir / PROBE_FILE)
-    emit({"type": "probe", **result})
+    runfiles.atomic_write(run_dir / PROBE_FILE, json.dumps(result, indent=2))
+    emit({"type": runfiles.PROBE, **result})
     return result
 
 
@@ -61,10 +106,3 @@ def read_probe(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise UserError(f"no LR probe result in {run_dir}", "run 'lora-studio probe' first, or pick the probe's folder")
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def apply_probe(config: TrainConfig, probe: dict) -> TrainConfig:
-    """The real run's config with the probe's LRs, Lion and cosine with restarts."""
-    unet_lr = probe["d_lr"] / config.probe_divisor
-    return dataclasses.replace(config, unet_lr=unet_lr, te_lr=unet_lr / config.te_lr_divisor,
-                               optimizer="lion", scheduler="cosine_with_restarts").validate()

@@ -1,6 +1,5 @@
 """Training a character LoRA the seed's way, on a tiny real SD1.5-shaped model and real files."""
 
-import json
 import re
 
 import pytest
@@ -59,28 +58,6 @@ def test_two_epochs_give_two_numbered_files_a1111_and_diffusers_can_load(tiny_mo
                    generator=torch.Generator().manual_seed(0), output_type="np").images[0]
     assert abs(at_zero - without).max() < 1e-5
     assert abs(at_one - without).max() > 1e-3
-
-
-def test_lr_probe_recommends_dlr_over_three_and_te_over_ten(tiny_model_dir, tiny_frames, tmp_path):
-    from lora_studio.train.probe import run_probe
-
-    events = []
-    result = run_probe(tiny_config(tiny_model_dir, tiny_frames), tmp_path / "probe", events.append)
-    found = [e["lr_unet"] for e in events if e["type"] == "step"]
-    assert result["d_lr"] == pytest.approx(max(found)) and result["d_lr"] > 0
-    assert result["unet_lr"] == pytest.approx(result["d_lr"] / 3)
-    assert result["te_lr"] == pytest.approx(result["d_lr"] / 30)
-    assert json.loads((tmp_path / "probe" / "probe.json").read_text())["unet_lr"] == pytest.approx(result["unet_lr"])
-    assert len(found) == 4  # one epoch: 8 frames, repeat 1, batch 2
-
-
-def test_probe_divisors_are_preset_fields(tiny_model_dir, tiny_frames, tmp_path):
-    from lora_studio.train.probe import apply_probe
-
-    config = tiny_config(tiny_model_dir, tiny_frames, probe_divisor=4, te_lr_divisor=5)
-    real = apply_probe(config, {"d_lr": 0.02})
-    assert real.unet_lr == pytest.approx(0.005) and real.resolved_te_lr() == pytest.approx(0.001)
-    assert real.optimizer == "lion" and real.scheduler == "cosine_with_restarts"
 
 
 def lr_and_loss(events):
