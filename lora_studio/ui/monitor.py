@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from lora_studio import jobs
+from lora_studio import jobs, runfiles
 from lora_studio.errors import UserError
 
 STATE_WORDS = {"queued": "Queued", "running": "Running", "done": "Finished", "stopped": "Stopped",
@@ -29,7 +29,13 @@ class Watch:
     state: str = ""
     shown: tuple = ()
     known_jobs: int = -1
-    probes_applied: set = field(default_factory=set)
+    # The Train tab's form and Find LR: the probe this session asked for (its numbers go into the form
+    # when it finishes; viewing another probe never changes the form), the probe whose numbers the form
+    # got, whether the form still holds them, and the job a "queued as…"/"Stopping…" message is about.
+    pending_probe: str | None = None
+    applied_probe: str | None = None
+    probe_held: bool = False
+    notice_job: str | None = None
 
     def follow(self, run_dir: str | None) -> "Watch":
         """Start following another job from its first event."""
@@ -123,6 +129,19 @@ def _status_html(p: jobs.Progress, state: str) -> str:
     return f"<div class='ls-status'>{' · '.join(parts)}{bar}</div>"
 
 
+def can_resume(run_dir: Path) -> bool:
+    """True where Resume has something to continue: saved training state, or a sweep's finished sub-run.
+
+    A run that failed before its first epoch ended has none: resuming would fail the same way, since it
+    reuses its own settings; the user fixes the form and presses Start instead.
+    """
+    run_dir = Path(run_dir)
+    if runfiles.state_path(run_dir).is_file():
+        return True
+    subruns = [p for p in run_dir.iterdir() if (p / runfiles.JOB_FILE).is_file()] if run_dir.is_dir() else []
+    return any(runfiles.state_path(p).is_file() or jobs.job_state(p, False) == "done" for p in subruns)
+
+
 def error_text(exc: UserError) -> str:
     """A user error as the UI shows it: the message, then what to do."""
     return f"⚠️ **{exc.message}**" + (f" — {exc.hint}" if exc.hint else "")
@@ -149,7 +168,7 @@ def probe_text(probe: dict) -> str:
     return (f"**Find LR:** DAdaptation's step size d·lr peaked at **{d_lr:.3g}** over one epoch → "
             f"unet_lr = {d_lr:.3g} ÷ {probe.get('probe_divisor', 3):g} = **{unet_lr:.3g}**, "
             f"te_lr = unet_lr ÷ {probe.get('te_lr_divisor', 10):g} = **{te_lr:.3g}** "
-            f"(Lion, cosine with restarts). The form now holds these numbers.")
+            f"({probe.get('optimizer', 'lion')}, {probe.get('scheduler', 'cosine_with_restarts')}).")
 
 
 def _files_text(p: jobs.Progress, run_dir: Path) -> str:
@@ -187,7 +206,8 @@ def update(watch: Watch) -> dict:
     if state != watch.state or choices_needed:
         watch.state = state
         choices_needed = True
-        resumable = state in ("stopped", "error", "interrupted") and p.kind in ("train", "sweep", "")
+        resumable = state in ("stopped", "error", "interrupted") and p.kind in ("train", "sweep", "") \
+            and can_resume(run_dir)
         out.update(stop=gr.update(interactive=state in ("queued", "running")),
                    resume=gr.update(interactive=resumable))
     if choices_needed:

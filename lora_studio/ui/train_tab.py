@@ -6,6 +6,7 @@ worker does the work. Nothing here blocks or computes beyond turning files into 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
@@ -15,6 +16,7 @@ import gradio as gr
 from lora_studio import jobs, presets
 from lora_studio.config import TrainConfig, field_info
 from lora_studio.errors import UserError
+from lora_studio.train import probe as lr_probe
 from lora_studio.ui import characters, monitor
 from lora_studio.ui.form import ESSENTIAL, build_fields, read_form, to_widget, values_of
 
@@ -32,16 +34,65 @@ def kept_of(config: TrainConfig, kept: int) -> str:
     return f"kept {kept} of {kept + len(excluded)} frames"
 
 
+def te_lr_text(config: TrainConfig) -> str:
+    """The text-encoder LR in force as the budget line shows it: '0.000276 (unet_lr ÷ 10)', '1e-05' or 'frozen'."""
+    te_lr = job_config(config).te_lr
+    if te_lr == 0:
+        return "frozen"
+    return f"{te_lr:.4g}" + (f" (unet_lr ÷ {config.te_lr_divisor:g})" if config.te_lr is None else "")
+
+
 def budget_text(config: TrainConfig) -> str:
     """'kept 46 of 48 frames · 46 frames × 6 repeats × 8 epochs ÷ batch 1 = 2208 steps' plus the TE LR in force."""
     budget = jobs.step_budget(config, jobs.kept_frames(config))
     per_bucket = f" ({budget['buckets']} aspect buckets)" if budget["buckets"] > 1 else ""
-    te = ("frozen" if config.resolved_te_lr() == 0 else f"{config.resolved_te_lr():.3g}"
-          + (f" (unet_lr ÷ {config.te_lr_divisor:g})" if config.te_lr is None else ""))
+    te = te_lr_text(config)
     return (f"**Dataset:** {kept_of(config, budget['frames'])} (review them on the Dataset tab) · "
             f"**Step budget:** {budget['frames']} frames × {config.repeats} repeats × {config.epochs} epochs "
             f"÷ batch {config.batch_size} = **{budget['total_steps']} steps** "
             f"({budget['steps_per_epoch']} per epoch{per_bucket}) · te_lr in force: {te}")
+
+
+def job_config(config: TrainConfig) -> TrainConfig:
+    """What Start writes to job.toml: the form's config with the te_lr in force spelled out, as the budget shows it."""
+    return dataclasses.replace(config, te_lr=config.resolved_te_lr())
+
+
+def start_job(kind: str, config: TrainConfig, *, preset: str = "", probe_dir: str | None = None,
+              start_worker: bool = True) -> tuple[jobs.Job, bool]:
+    """Queue what Start, Find LR or Sweep asks for; (job, True) when the run records the probe its LRs came from.
+
+    A run records the probe (probe.json copied in, as `lora-studio train --lr-from-probe` does) only while
+    the form still holds what the probe → run rule made of it, so its LoRA files carry the found d·lr.
+    """
+    probe = lr_probe.read_probe(probe_dir) if probe_dir and kind in ("train", "sweep") else None
+    from_probe = probe is not None and lr_probe.follows_probe(config, probe)
+    job = jobs.submit(kind, config if kind == "probe" else job_config(config), preset=preset, start_worker=False)
+    if from_probe:
+        # Before the worker starts; the loop reads probe.json only when it writes an epoch file.
+        lr_probe.record_probe(probe_dir, job.run_dir)
+    if start_worker:
+        jobs.ensure_worker()
+    return job, from_probe
+
+
+def probe_applied_text(probe: dict, config: TrainConfig) -> str:
+    """The form message once Find LR's numbers are in the form."""
+    return (f"**Find LR** put its numbers in the form: unet_lr = {probe['d_lr']:.3g} ÷ {config.probe_divisor:g} = "
+            f"**{config.unet_lr:g}**, te_lr auto (in force: {te_lr_text(config)}), {config.optimizer}, "
+            f"{config.scheduler}. Start trains them and records the probe in the run.")
+
+
+def probe_left_text(probe: dict, config: TrainConfig) -> str:
+    """The form message once the form no longer holds Find LR's numbers: what changed."""
+    rule = lr_probe.apply_probe(config, probe)
+    def shown(value) -> str:
+        return "auto" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+    changed = [f"{name} {shown(getattr(rule, name))} → {shown(getattr(config, name))}"
+               for name in ("unet_lr", "te_lr", "optimizer", "scheduler") if getattr(rule, name) != getattr(config, name)]
+    return (f"The form no longer holds Find LR's numbers ({', '.join(changed)}): Start trains what the form shows "
+            f"(te_lr in force: {te_lr_text(config)}), and the run will not record the probe.")
 
 
 @dataclass
@@ -115,6 +166,22 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
         except UserError as exc:
             return monitor.error_text(exc)
 
+    def on_recipe_change(data: dict) -> dict:
+        """Say so once the form stops (or starts again) holding the numbers Find LR put there."""
+        w = data[watch]
+        if not w.applied_probe:
+            return {}
+        try:
+            config = read_form(data, comps)
+            probe = lr_probe.read_probe(w.applied_probe)
+        except UserError:
+            return {}  # the budget line already shows what is wrong with the form
+        held = lr_probe.follows_probe(config, probe)
+        if held == w.probe_held:
+            return {}
+        w.probe_held = held
+        return {form_message: probe_applied_text(probe, config) if held else probe_left_text(probe, config)}
+
     def submit(kind: str):
         def handler(data: dict) -> dict:
             w = data[watch]
@@ -124,38 +191,53 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
                 characters.remember(config)
                 busy = jobs.active_job()
                 busy_state = jobs.job_state(busy) if busy else ""
-                job = jobs.submit(kind, config, preset=presets.preset_label(data[preset], config))
+                job, from_probe = start_job(kind, config, preset=presets.preset_label(data[preset], config),
+                                            probe_dir=w.applied_probe)
             except UserError as exc:
                 return {form_message: monitor.error_text(exc)}
             what = {"train": "Training", "probe": "The LR probe", "sweep": "The batch-size sweep"}[kind]
             queued = f" It waits behind `{busy.name}`." if busy_state in ("running", "queued") else ""
-            return show(w.follow(str(job.run_dir)), {form_message: f"{what} is queued as `{job.id}`.{queued}"})
+            recorded = " Its LRs come from Find LR; the run records the probe." if from_probe else ""
+            w.follow(str(job.run_dir))
+            w.notice_job = str(job.run_dir)
+            if kind == "probe":
+                w.pending_probe = str(job.run_dir)
+            return show(w, {form_message: f"{what} is queued as `{job.id}`.{queued}{recorded}"})
         return handler
 
     def on_tick(w: monitor.Watch) -> dict:
         out = show(w)
+        if w.notice_job and (w.notice_job != w.job or jobs.job_state(Path(w.notice_job)) in jobs.TERMINAL):
+            w.notice_job = None  # "queued as…" / "Stopping after…" no longer describe the job
+            out[form_message] = ""
         probe = w.progress.probe
-        if probe and w.progress.state == "done" and w.job not in w.probes_applied:
-            w.probes_applied.add(w.job)
-            # Four significant digits: the probe is an estimate, and 0.0016752125153381254 reads badly.
-            unet_lr, te_lr = float(f"{probe['unet_lr']:.4g}"), float(f"{probe['te_lr']:.4g}")
-            out.update({comps["unet_lr"]: unet_lr, comps["te_lr"]: to_widget("te_lr", te_lr),
-                        comps["optimizer"]: "lion", comps["scheduler"]: "cosine_with_restarts"})
+        if probe and w.progress.state == "done" and w.job == w.pending_probe:
+            # Only the probe this session's Find LR started fills the form; viewing an old one does not.
+            w.pending_probe, w.applied_probe, w.probe_held = None, w.job, True
+            config = lr_probe.apply_probe(jobs.load_job(Path(w.job)).config, probe)
+            out.update({comps[n]: to_widget(n, getattr(config, n)) for n in ("unet_lr", "te_lr", "optimizer", "scheduler")})
+            out[form_message] = probe_applied_text(probe, config)
         return out
 
     def on_watch(run_dir: str, w: monitor.Watch) -> dict:
         return show(w.follow(run_dir))
 
     def on_stop(w: monitor.Watch) -> dict:
-        if w.job:
-            jobs.stop(w.job)
+        if not w.job:
+            return {}
+        jobs.stop(w.job)
+        w.notice_job = w.job
         return {**show(w), form_message: "Stopping after the current step (its state is saved for Resume)…"}
 
     def on_resume(w: monitor.Watch) -> dict:
         try:
+            if not w.job or not monitor.can_resume(Path(w.job)):
+                raise UserError("this run has nothing to resume: it ended before it saved any training state",
+                                "fix the settings in the form and press Start for a new run")
             jobs.resume(w.job)
         except UserError as exc:
             return {form_message: monitor.error_text(exc)}
+        w.notice_job = w.job
         return {**show(w), form_message: "Resuming from the last saved state."}
 
     def on_save_preset(data: dict) -> dict:
@@ -169,8 +251,8 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
     def on_load(w: monitor.Watch) -> dict:
         active = jobs.active_job()
         w.follow(str(active) if active else None)
-        if active and jobs.job_state(active) == "done":
-            w.probes_applied.add(str(active))  # an old probe's numbers are not pushed into a fresh form
+        if active and jobs.load_job(active).kind == "probe" and jobs.job_state(active) in ("queued", "running"):
+            w.pending_probe = str(active)  # a reopened page still gets the numbers of the probe it started
         # A reopened page shows the settings last used for this character, not the launch defaults.
         remembered = characters.last_settings(defaults.name)
         return show(w, values_of(remembered, comps) if remembered else None)
@@ -178,9 +260,13 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
     all_form = [*comps.values(), form_message]
     quiet = {"show_progress_on": [form_message]}  # a click must not grey out the live panel
     name.input(on_character, inputs={name}, outputs=all_form, **quiet)
-    preset.input(on_preset, inputs={preset, *(comps[n] for n in CHARACTER_FIELDS)}, outputs=all_form, **quiet)
+    # select, not input: choosing the preset that is already shown applies it again (input only fires on a change).
+    preset.select(on_preset, inputs={preset, *(comps[n] for n in CHARACTER_FIELDS)}, outputs=all_form, **quiet)
     gr.on([comps[n].change for n in BUDGET_FIELDS if n in comps], on_budget, inputs=form_inputs, outputs=budget,
           show_progress="hidden", trigger_mode="always_last")
+    recipe = ("unet_lr", "te_lr", "optimizer", "scheduler", "probe_divisor")
+    gr.on([comps[n].change for n in recipe], on_recipe_change, inputs={*form_inputs, watch},
+          outputs=form_message, show_progress="hidden", trigger_mode="always_last")
     for button, kind in ((start, "train"), (find_lr, "probe"), (sweep, "sweep")):
         button.click(submit(kind), inputs={*form_inputs, watch, preset}, outputs=[*panel_outputs, form_message], **quiet)
     gr.Timer(1.0).tick(on_tick, inputs=watch, outputs=[*panel_outputs, *comps.values()], show_progress="hidden")
