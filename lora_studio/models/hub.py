@@ -43,14 +43,42 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in TRUE or bool(constants.HF_HUB_OFFLINE)
 
 
+def reach_timeout() -> float:
+    """Seconds to wait for huggingface.co before falling back to the cache (HF_HUB_ETAG_TIMEOUT, default 10)."""
+    return float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or 10)
+
+
+def hub_reachable(repo_id: str) -> bool:
+    """False when huggingface.co cannot be reached in reach_timeout() seconds (no network, a dead proxy).
+
+    snapshot_download's own first request has no timeout: behind a proxy or firewall that drops packets
+    it waits for minutes and then fails with a bare transport error, so the studio asks once, briefly.
+    """
+    import httpx2  # huggingface_hub 2.x's HTTP client; its TransportError covers connect, read, proxy, timeout
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        HfApi().repo_info(repo_id, timeout=reach_timeout())
+    except httpx2.TransportError:
+        return False
+    except HfHubHTTPError:
+        return True  # the hub answered (not found, gated, …): snapshot_download says what it means
+    return True
+
+
 def fetch(repo_id: str, patterns: list[str], cache_dir: str | Path | None = None) -> Path:
-    """The repo's snapshot folder holding `patterns`, downloaded if needed; hub failures become UserErrors."""
+    """The repo's snapshot folder holding `patterns`, downloaded if needed; hub failures become UserErrors.
+
+    Without a network (or with HF_HUB_OFFLINE=1) it falls back to the Hugging Face cache.
+    """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (GatedRepoError, HFValidationError, HfHubHTTPError,
                                         LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
 
-    offline = hub_offline()
+    switched_off = hub_offline()
     try:
+        offline = switched_off or not hub_reachable(repo_id)
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=offline,
                                       cache_dir=cache_dir or os.environ.get("HF_HUB_CACHE") or None))
     except HFValidationError:
@@ -65,13 +93,15 @@ def fetch(repo_id: str, patterns: list[str], cache_dir: str | Path | None = None
     except RevisionNotFoundError as exc:
         raise UserError(f"{repo_id}: {exc}", "check the repo on huggingface.co") from None
     except LocalEntryNotFoundError:
-        if offline:
-            raise UserError(f"{repo_id} is not (fully) in the Hugging Face cache and the network is off "
-                            "(HF_HUB_OFFLINE=1)",
-                            "run once with the network on to download it, or give a local folder or "
-                            ".safetensors file") from None
-        raise UserError(f"cannot reach huggingface.co and {repo_id} is not (fully) downloaded yet",
-                        "check the internet connection, or give a local folder or .safetensors file") from None
+        if switched_off:
+            raise UserError(f"{repo_id} is not (fully) in the Hugging Face cache and hub downloads are switched "
+                            "off (HF_HUB_OFFLINE=1)",
+                            "unset HF_HUB_OFFLINE and run once with the network on to download it, or give a "
+                            "local diffusers folder or .safetensors file") from None
+        raise UserError(f"cannot reach huggingface.co to download {repo_id}, and it is not (fully) in the Hugging "
+                        "Face cache yet",
+                        "connect to the internet and start again (it is downloaded once, then used offline), "
+                        "or give a local diffusers folder or .safetensors file") from None
     except HfHubHTTPError as exc:
         raise UserError(f"the Hugging Face hub refused {repo_id}: {str(exc).splitlines()[0]}",
                         "try again later, or give a local folder or .safetensors file") from None
