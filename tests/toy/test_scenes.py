@@ -63,3 +63,36 @@ def test_each_distortion_changes_the_frame_but_keeps_its_size(kind):
 def test_character_score_separates_her_frames_from_base_scenes():
     assert max(character_score(draw_scene(s).image) for s in range(30)) == 0
     assert min(character_score(draw_character_frame(s).image) for s in range(30)) > 0.04
+
+
+def test_generic_sheep_come_in_many_looks_but_never_hers():
+    from lora_studio.toy.sheep import BASE_LOOKS, TIBBIE_LOOK, sheep_scenes
+
+    assert TIBBIE_LOOK not in BASE_LOOKS and len(BASE_LOOKS) >= 50
+    scenes = list(sheep_scenes(200, seed=3))
+    for scene in scenes:
+        assert scene.tags[0] == "sheep" and TRIGGER not in scene.tags
+        assert "white fleece" not in scene.tags  # the base never learns her white fleece
+        assert character_colour_shares(scene.image)["fleece"] == 0
+    captions = {scene.caption for scene in scenes}
+    for tag in ("grey fleece", "brown fleece", "cream fleece", "black fleece", "red bow", "pink bow",
+                "sitting on tree", "lying on beach", "close-up", "night"):
+        assert any(tag in caption for caption in captions), tag
+
+
+def test_a_sheep_sitting_on_a_tree_is_drawn_on_every_background_that_has_ground():
+    from lora_studio.toy.sheep import Look, draw_sheep_scene
+
+    backgrounds = {draw_sheep_scene(s, look=Look("grey", "black"), pose="sitting on tree").tags[-2] for s in range(40)}
+    assert backgrounds == {"meadow", "beach", "night"}
+
+
+def test_the_shipped_demo_dataset_is_what_the_generator_draws(tmp_path):
+    # Tibbie is drawn exactly as before the generic sheep existed: the demo dataset (and the review
+    # benchmark measured on it) did not change.
+    from lora_studio.paths import assets_dir
+    from lora_studio.toy.dataset import write_demo_dataset
+
+    out = write_demo_dataset(tmp_path / "demo", n_frames=40, n_distorted=6)
+    shipped = assets_dir() / "demo-dataset"
+    assert all((out / f.name).read_bytes() == f.read_bytes() for f in shipped.iterdir())
