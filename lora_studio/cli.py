@@ -113,7 +113,7 @@ def _prepare_run(args, config: TrainConfig) -> Path:
 def cmd_train(args) -> int:
     """Train a LoRA; --resume continues a stopped run from its saved state; --queue hands it to the worker."""
     from lora_studio import jobs, paths
-    from lora_studio.runfiles import JOB_FILE, PROBE_FILE, atomic_write, clear_stop, stop_requested
+    from lora_studio.runfiles import JOB_FILE, PROBE_FILE, atomic_write, clear_stop, remove_stale_temps, stop_requested
     from lora_studio.train.loop import train
 
     if args.resume:
@@ -138,6 +138,7 @@ def cmd_train(args) -> int:
     with holding_gpu(Path(args.output).name):
         if args.resume:
             clear_stop(run_dir)
+            remove_stale_temps(run_dir)  # a run killed mid-write left them; we hold the lock now
         else:
             run_dir = _prepare_run(args, config)
             if args.lr_from_probe:
@@ -178,7 +179,7 @@ def cmd_probe(args) -> int:
 def cmd_sweep(args) -> int:
     """The seed's batch-size comparison: one run per batch size, each in RUN_DIR/bsN (finished ones are kept)."""
     from lora_studio import jobs
-    from lora_studio.runfiles import clear_stop, stop_requested
+    from lora_studio.runfiles import clear_stop, remove_stale_temps, stop_requested
     from lora_studio.train.sweep import run_sweep
 
     config = build_config(args)
@@ -195,6 +196,7 @@ def cmd_sweep(args) -> int:
     with holding_gpu(root.name):
         root.mkdir(parents=True, exist_ok=True)
         clear_stop(root)
+        remove_stale_temps(root)
         jobs.write_job_file(root, "sweep", config, batch_sizes=batch_sizes, preset=preset)
         record = recorder(root, args.quiet)
         result = _reporting_errors(record, lambda: run_sweep(config, root, record, lambda: stop_requested(root),

@@ -170,6 +170,23 @@ def table_markdown() -> str:
 
 # --- writing files -------------------------------------------------------------------------------
 
+TEMP_SUFFIX = ".tmp"  # atomic_write's temp files: .NAME.PID-XXXXXXXX.tmp beside NAME
+_TEMP = re.compile(r"^\..+\.\d+-[0-9a-f]{8}\.tmp$")
+
+
+def is_temp(path: Path) -> bool:
+    """True for a temp file of atomic_write (left behind only by a process killed while writing)."""
+    return bool(_TEMP.match(Path(path).name))
+
+
+def remove_stale_temps(run_dir: Path) -> list[Path]:
+    """Delete temp files a killed writer left in a run folder (and its sub-runs); call it holding the GPU lock."""
+    stale = [p for p in Path(run_dir).rglob(".*" + TEMP_SUFFIX) if p.is_file() and is_temp(p)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # EFBIG: a file-size limit (ulimit -f)
 
 
@@ -194,7 +211,7 @@ def atomic_write(path: Path | str, data: bytes | str | Callable[[BinaryIO], None
     LoRA files unreadable to an A1111 or ComfyUI running as another user.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         with os.fdopen(fd, "wb") as fh:

@@ -141,6 +141,7 @@ def run_job(run_dir: Path, runners: dict | None = None, bases: BaseCache | None 
     if runfiles.stop_requested(run_dir):  # stopped while still waiting in the queue
         record({"type": runfiles.STOPPED, "step": 0, "epoch": 0, "before_start": True})
         return "stopped"
+    runfiles.remove_stale_temps(run_dir)  # a worker killed mid-write left them; we hold the lock now
     record({"type": runfiles.RUNNING, "pid": os.getpid(), "resume": resume})
     try:
         job = jobs.load_job(run_dir)

@@ -109,3 +109,43 @@ def test_demo_dataset_command_writes_captioned_frames_and_the_distortion_labels(
     assert len(images) == 8 and all(p.with_suffix(".txt").read_text().startswith("tibbie") for p in images)
     labels = json.loads((tmp_path / "demo" / "distorted.json").read_text())
     assert len(labels) == 2 and all((tmp_path / "demo" / name).is_file() for name in labels)
+
+
+def test_while_the_studios_worker_holds_the_gpu_the_cli_says_so_and_queue_hands_the_job_over(
+        tiny_model_dir, tiny_frames, tmp_path, capsys):
+    from lora_studio import jobs
+    from lora_studio.lock import GpuLock
+
+    studio_worker = GpuLock()  # the studio's worker, running a job
+    studio_worker.acquire(job="20260101-120000-000-train-other")
+    try:
+        argv = ["train", "--dataset", str(tiny_frames), "--base", str(tiny_model_dir), "--name", "t",
+                "--output", str(tmp_path / "run"), *SMALL]
+        assert main(argv) == 2
+        assert capsys.readouterr().err.strip() == (
+            "lora-studio: error: the studio's worker is running 20260101-120000-000-train-other — "
+            "use --queue to add this to its queue, or wait")
+        assert not (tmp_path / "run").exists()  # nothing started beside the worker's job
+
+        assert main([*argv, "--queue"]) == 0
+        (queued,) = jobs.queued_jobs()
+        assert jobs.load_job(queued).kind == "train" and jobs.load_job(queued).config.name == "t"
+        assert f"queued as {queued.name}" in capsys.readouterr().out
+    finally:
+        studio_worker.release()
+
+
+def test_a_sweep_run_again_keeps_the_batch_sizes_that_finished(tiny_model_dir, tiny_frames, tmp_path):
+    root = tmp_path / "sweep"
+    argv = ["sweep", "--dataset", str(tiny_frames), "--base", str(tiny_model_dir), "--name", "t", "--output",
+            str(root), "--set", "epochs=1", *SMALL]
+    assert main([*argv, "--batch-sizes", "4"]) == 0
+    finished = read_events(root / "bs4")[0]
+    written = (root / "bs4" / "t-bs4-000001.safetensors").stat().st_mtime_ns
+
+    assert main([*argv, "--batch-sizes", "4,2"]) == 0
+    assert read_events(root / "bs4")[0] == finished  # not trained again
+    assert (root / "bs4" / "t-bs4-000001.safetensors").stat().st_mtime_ns == written
+    assert read_events(root / "bs2")[0][-1]["type"] == "done"
+    sweep_events = [e["type"] for e in read_events(root)[0]]
+    assert sweep_events.count("run_done") == 2 and sweep_events[-1] == "done"

@@ -19,7 +19,7 @@ import os
 import re
 from pathlib import Path
 
-from lora_studio import paths
+from lora_studio import paths, runfiles
 
 
 def quote(value) -> str:
@@ -183,7 +183,7 @@ def training_recipe(run_dir: Path) -> dict[str, str]:
     import tomllib
 
     run_dir = Path(run_dir)
-    job = run_dir / "job.toml"
+    job = run_dir / runfiles.JOB_FILE
     if job.is_file():
         try:
             with job.open("rb") as fh:

@@ -77,7 +77,7 @@ def run_probe(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] =
     peak = {"d_lr": 0.0}
 
     def watch(event: dict) -> None:
-        if event.get("type") == "step":
+        if event.get("type") == runfiles.STEP:
             peak["d_lr"] = max(peak["d_lr"], float(event["lr_unet"]))
         if event.get("type") == runfiles.CHECKPOINT:
             return  # the file is removed below; no event may point at it
