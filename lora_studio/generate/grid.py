@@ -58,9 +58,14 @@ class GridLayout:
 
 def label_font(size: int):
     """DejaVu Sans (shipped by most Linux systems, and A1111's fallback) or Pillow's own font."""
+    return _font(max(6, int(size)))
+
+
+@functools.lru_cache(maxsize=64)
+def _font(size: int):
+    # fitting a label tries several sizes per line; loading the TrueType file each time dominated drawing
     from PIL import ImageFont
 
-    size = max(6, int(size))
     try:
         return ImageFont.truetype("DejaVuSans.ttf", size)
     except OSError:
