@@ -71,6 +71,7 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
     import torch
     import torch.nn.functional as F
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
 
     from lora_studio.data.buckets import cache_latents, epoch_batches, steps_per_epoch
@@ -92,6 +93,9 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
     ddp = DistributedDataParallelKwargs(find_unused_parameters=train_te and config.clip_skip > 1)
     # split_batches: the loop deals each process its share of the batches itself, so accelerate must step the
     # LR schedule once per optimizer step, not once per process (it would end the schedule halfway at 2 GPUs).
+    # One process trains many runs (the worker, a sweep, the tests); accelerate keeps the first one's mixed
+    # precision process-wide and refuses another. Forget it; the process group (PartialState) stays.
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(mixed_precision="no" if use_cpu else config.mixed_precision, cpu=use_cpu,
                               kwargs_handlers=[ddp], dataloader_config=DataLoaderConfiguration(split_batches=True))
     is_main = accelerator.is_main_process
