@@ -7,6 +7,7 @@ can be undone (`ReviewState.undo`). Plain values in, plain values out, like data
 
 from __future__ import annotations
 
+from lora_studio.data.captions import remove_tag
 from lora_studio.data.review_state import ReviewState
 from lora_studio.errors import UserError
 from lora_studio.ui.current_dataset import DatasetSession, need_review
@@ -77,15 +78,19 @@ def bulk_preview(session: DatasetSession) -> str:
             f"**Keep all shown** keeps {len(keep.change)}{spared}.")
 
 
-def batch_scope(review) -> str:
-    """Which frames a batch tag edit changes: the kept ones; excluded frames keep their tags."""
+def batch_scope(review, tag: str = "") -> str:
+    """Which frames a batch tag edit changes: the kept ones (and, for a typed tag, how many hold it)."""
     if review is None:
         return "Batch edits change the tags of the kept frames; review a folder first."
     excluded = sum(f.trainable and not f.kept for f in review.frames)
     tail = (f"; the {_frames(excluded)} excluded {'keeps its' if excluded == 1 else 'keep their'} tags"
             if excluded else "")
-    return f"Changes the tags of the **{review.kept_count} kept frame{'s' if review.kept_count != 1 else ''}**{tail}. " \
-           "**Undo** takes an edit back."
+    text = (f"Changes the tags of the **{review.kept_count} kept frame{'s' if review.kept_count != 1 else ''}**"
+            f"{tail}. **Undo** takes an edit back.")
+    if (tag or "").strip():
+        holding = sum(remove_tag(f.tags, tag) != f.tags for f in review.frames if f.kept)
+        text += f" '{tag.strip()}' is in {holding} of the kept frames: Remove or Replace changes those {holding}."
+    return text
 
 
 def batch_edit(session: DatasetSession, action: str, trigger_word: str = "", tag: str = "", new_tag: str = "",

@@ -363,6 +363,7 @@ def build(page: gr.Tab, dataset_field: gr.Component | None = None, trigger_field
                                                                           folder=d[folder_box])))
     for button, extra, action in actions:
         button.click(acting(action), inputs=view | extra | {folder_box}, outputs=everything, **quiet)
+    batch_tag.change(lambda s, t: batch_scope(s.review, t), inputs=[session, batch_tag], outputs=scope, **quiet)
     if dataset_field is not None:
         page.select(on_page, inputs=[session, dataset_field, trigger_field or gr.State(""), show, sort],
                     outputs=[*everything, folder_box, trigger], **quiet)

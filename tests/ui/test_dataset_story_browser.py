@@ -88,12 +88,13 @@ def test_bulk_actions_keep_decisions_made_by_hand_say_what_they_change_and_undo(
 
     # Then one frame by hand, with a reason: the first tile still kept.
     show(page, expect, "all frames")
-    for index in range(15):
-        page.locator(TILES).nth(index).click()
-        expect(page.locator("#dataset-frame-details")).to_contain_text("px ·", timeout=10_000)
-        if "kept for training" in page.locator("#dataset-frame-details").inner_text():
-            break
-    by_hand = page.locator("#dataset-frame-details code").first.inner_text()
+    captions = page.locator(TILES).all_inner_texts()  # "frame_003.png · EXCLUDED · outlier"
+    index = next(i for i, caption in enumerate(captions) if "EXCLUDED" not in caption)
+    by_hand = captions[index].split(" · ")[0].strip()
+    assert by_hand not in bulk_excluded
+    page.locator(TILES).nth(index).click()
+    expect(page.locator("#dataset-frame-details")).to_contain_text(f"{by_hand}", timeout=10_000)
+    expect(page.locator("#dataset-frame-details")).to_contain_text("kept for training")
     box(page, "dataset-reason").fill("warped pose")
     page.locator("#dataset-exclude-button").click()
     expect(page.locator("#dataset-kept")).to_contain_text(f"kept: {14 - outliers} of 15", timeout=10_000)
@@ -119,6 +120,8 @@ def test_bulk_actions_keep_decisions_made_by_hand_say_what_they_change_and_undo(
     expect(page.locator("#dataset-batch-scope")).to_contain_text(
         f"Changes the tags of the {14 - outliers} kept frames; the {outliers + 1} frames excluded keep their tags")
     box(page, "dataset-batch-tag").fill("pink bow")
+    expect(page.locator("#dataset-batch-scope")).to_contain_text(
+        f"'pink bow' is in {14 - outliers} of the kept frames: Remove or Replace changes those {14 - outliers}.")
     page.locator("#dataset-remove-tag").click()
     expect(page.locator("#dataset-message")).to_contain_text(
         f"kept frames ({outliers + 1} frames excluded left as they are)", timeout=10_000)

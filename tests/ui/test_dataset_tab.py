@@ -200,6 +200,8 @@ def test_batch_tag_edits_reach_every_kept_frame_and_leave_excluded_ones_alone(de
     assert tab.batch_scope(session.review).startswith(
         "Changes the tags of the **14 kept frames**; the 1 frame excluded keeps its tags.")
 
+    assert tab.batch_scope(session.review, "pink bow").endswith(
+        "'pink bow' is in 14 of the kept frames: Remove or Replace changes those 14.")
     assert tab.batch_edit(session, "remove", tag="pink bow") == (
         "Removed 'pink bow' from 14 kept frames (1 frame excluded left as it is).")
     assert all("pink bow" not in f.tags for f in session.review.frames if f.kept)
