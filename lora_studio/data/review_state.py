@@ -160,7 +160,11 @@ class ReviewState:
         Follows plan_kept_many: no decision made by hand is overturned unless `include_by_hand`.
         `by="hand"` marks exclusions the user named one by one (the CLI's --exclude). Returns the plan.
         """
+        frame_ids = list(dict.fromkeys(frame_ids))
         plan = self.plan_kept_many(frame_ids, kept, include_by_hand)
+        if by == "hand" and not kept:  # frames named one by one: the reason given now replaces an older one
+            plan.change = [fid for fid in frame_ids if self.is_kept(fid) or self.exclusion_reason(fid) != reason.strip()
+                           or not self.excluded_by_hand(fid)]
         if not plan.change:
             return plan
         self._remember(f"{'keep' if kept else 'exclude'} {plan.count_text()}")

@@ -122,6 +122,10 @@ def test_the_cli_text_report_lists_flags_and_the_kept_count_and_can_exclude(tmp_
     assert "kept: 7 of 8" in out
     assert ReviewState.load(tiny_frames).excluded_ids() == {"frame_003.png"}
     assert main(["review", str(tiny_frames), "--exclude", "nope.png"]) == 2  # a user error, one line
+    # named again with a new reason: the new reason is kept, and it counts as a decision by hand
+    assert main(["review", str(tiny_frames), "--exclude", "frame_003.png", "--reason", "blurred legs"]) == 0
+    state = ReviewState.load(tiny_frames)
+    assert state.exclusion_reason("frame_003.png") == "blurred legs" and state.excluded_by_hand("frame_003.png")
 
 
 def test_a_folder_that_does_not_exist_is_a_user_error(tmp_path):
