@@ -116,6 +116,8 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
         progress=lambda i, n: emit({"type": runfiles.CACHING, "done": i, "total": n}),
     )
     vae.to("cpu")  # latents are cached: the VAE is not needed on the GPU while training
+    for item in items:  # 64 KB a 512 px frame: on the GPU once, not copied there every step
+        item.latent = item.latent.to(accelerator.device)
 
     if accelerator.mixed_precision in ("fp16", "bf16"):
         # The frozen base in half precision halves its memory; add_lora keeps the LoRA weights in fp32.
