@@ -58,7 +58,8 @@ def set_kept_shown(session: DatasetSession, kept: bool, reason: str = "", includ
         note = f"Excluded {_frames(len(plan.change))}." if plan.change else "Nothing to exclude: every shown frame is."
         already = len(ids) - len(plan.change)
         if plan.change and already:
-            note += f" {_frames(already)} already excluded {'keeps its reason' if already == 1 else 'keep their reasons'}."
+            keep = "keeps its reason" if already == 1 else "keep their reasons"
+            note += f" {_frames(already)} already excluded {keep}."
     return note + (" **Undo** takes it back." if plan.change else "")
 
 
@@ -120,7 +121,8 @@ def batch_edit(session: DatasetSession, action: str, trigger_word: str = "", tag
         raise ValueError(f"unknown batch edit {action!r}")
     review.refresh(state)
     excluded = sum(f.trainable and not f.kept for f in review.frames)
-    untouched = f" ({_frames(excluded)} excluded left as {'it is' if excluded == 1 else 'they are'})" if excluded else ""
+    left = "it is" if excluded == 1 else "they are"
+    untouched = f" ({_frames(excluded)} excluded left as {left})" if excluded else ""
     return f"{what[0].upper()}{what[1:]} {changed} kept frame{'s' if changed != 1 else ''}{untouched}."
 
 

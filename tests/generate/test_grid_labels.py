@@ -175,7 +175,7 @@ def test_a_z_axis_grid_and_its_share_copies_name_runs_never_local_paths(tiny_bas
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("Z Values: \"/home/ann/lora-studio/runs/sweep/bs1,/home/ann/lora-studio/runs/sweep/bs2\"", "Z Values: \"bs1,bs2\""),
+    ('Z Values: "/home/ann/lora-studio/runs/sweep/bs1,/home/ann/lora-studio/runs/sweep/bs2"', 'Z Values: "bs1,bs2"'),
     ("Model: C:\\Users\\ann\\models\\anything.safetensors", "Model: anything.safetensors"),
     ("1girl, solo/duo, S/R, <lora:tibbie-000001:0.5>", "1girl, solo/duo, S/R, <lora:tibbie-000001:0.5>"),
 ])

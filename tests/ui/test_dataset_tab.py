@@ -208,7 +208,8 @@ def test_batch_tag_edits_reach_every_kept_frame_and_leave_excluded_ones_alone(de
     assert "pink bow" in session.review.frame("frame_003.png").tags
     assert ReviewState.load(demo_frames).edited_tags("frame_003.png") is None
     tab.set_kept(session, "frame_003.png", True)
-    assert tab.batch_edit(session, "replace", tag="sheep", new_tag="lamb") == "Replaced 'sheep' with 'lamb' in 15 kept frames."
+    assert tab.batch_edit(session, "replace", tag="sheep", new_tag="lamb") == (
+        "Replaced 'sheep' with 'lamb' in 15 kept frames.")
     assert all("lamb" in f.tags and "sheep" not in f.tags for f in session.review.frames)
 
     # A new trigger word: first flagged missing everywhere, then added first to every caption and remembered.
