@@ -216,6 +216,8 @@ def _recipe(preset, batch_size, unet_lr, te_lr, epochs, optimizer, dim, alpha) -
         except (TypeError, ValueError):
             return str(value)
 
+    # a preset started from a file is named by the file's name: its folder is the user's
+    preset = without_local_paths(str(preset)) if preset is not None else None
     items = {"preset": preset, "batch size": batch_size, "unet lr": unet_lr, "te lr": te_lr, "epochs": epochs,
              "optimizer": optimizer, "dim": dim, "alpha": alpha}
     return {k: number(v) if k not in ("preset", "optimizer") else str(v) for k, v in items.items() if v is not None}

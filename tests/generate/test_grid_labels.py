@@ -174,6 +174,15 @@ def test_a_z_axis_grid_and_its_share_copies_name_runs_never_local_paths(tiny_bas
         assert Image.open(copy).width == Image.open(result.grid).width * (256 // SIZE)
 
 
+def test_a_recipe_started_from_a_preset_file_names_the_file_not_its_folder(tmp_path):
+    from lora_studio.generate.infotext import training_recipe
+
+    (tmp_path / "job.toml").write_text('preset = "/home/ann/presets/tiny.toml (edited)"\nbatch_size = 2\n'
+                                       'unet_lr = 0.0005\nepochs = 8\n')
+    assert training_recipe(tmp_path) == {"preset": "tiny.toml (edited)", "batch size": "2", "unet lr": "0.0005",
+                                         "te lr": "5e-05", "epochs": "8"}
+
+
 @pytest.mark.parametrize("text, expected", [
     ('Z Values: "/home/ann/lora-studio/runs/sweep/bs1,/home/ann/lora-studio/runs/sweep/bs2"', 'Z Values: "bs1,bs2"'),
     ("Model: C:\\Users\\ann\\models\\anything.safetensors", "Model: anything.safetensors"),
