@@ -48,8 +48,8 @@ class Results:
         text = md.read_text() if md.is_file() else ""
         if BEGIN in text and END in text:
             text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-        else:
-            text = "# GPU check\n\n" + block + "\n" + text
+        else:  # a first run: the block goes after whatever the file says already
+            text = (text.rstrip() + "\n\n" if text.strip() else "# GPU check\n\n") + block + "\n"
         md.write_text(text)
 
 
