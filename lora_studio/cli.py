@@ -114,7 +114,6 @@ def cmd_train(args) -> int:
     """Train a LoRA; --resume continues a stopped run from its saved state; --queue hands it to the worker."""
     from lora_studio import jobs, paths
     from lora_studio.runfiles import JOB_FILE, PROBE_FILE, atomic_write, clear_stop, remove_stale_temps, stop_requested
-    from lora_studio.train.loop import train
 
     if args.resume:
         run_dir = Path(args.resume if isinstance(args.resume, str) else args.output or "")
@@ -136,6 +135,8 @@ def cmd_train(args) -> int:
         if args.queue:
             return _queued(jobs.submit("train", config, preset=_preset_label(args, config)))
     with holding_gpu(Path(args.output).name):
+        from lora_studio.train.loop import train  # torch: only once the GPU is ours
+
         if args.resume:
             clear_stop(run_dir)
             remove_stale_temps(run_dir)  # a run killed mid-write left them; we hold the lock now
