@@ -56,6 +56,8 @@ def run_sweep(config: TrainConfig, root: Path, emit: Callable[[dict], None], sho
         run_dir.mkdir(parents=True, exist_ok=True)
         runfiles.clear_stop(run_dir)
         save_config(sub_config, run_dir / runfiles.JOB_FILE, preset=preset)
+        if (root / runfiles.PROBE_FILE).is_file():  # LRs from a probe: each sub-run's LoRA files carry its d·lr
+            runfiles.atomic_write(run_dir / runfiles.PROBE_FILE, (root / runfiles.PROBE_FILE).read_bytes())
 
         def forward(event: dict, name=name, size=batch_size) -> None:
             # A sub-run's `done` must not end the sweep's own event stream.

@@ -66,3 +66,22 @@ def test_resume_is_offered_only_where_there_is_saved_state(tiny_frames, studio_h
     (failed.run_dir / "state" / "train_state.pt").write_bytes(b"saved")
     assert monitor.can_resume(failed.run_dir)
     assert monitor.update(monitor.Watch().follow(str(failed.run_dir)))["resume"]["interactive"] is True
+
+
+def test_a_sweep_started_after_find_lr_records_the_probe_in_every_batch_size(tiny_model_dir, tiny_frames, tmp_path):
+    from lora_studio.train.sweep import run_sweep
+
+    probe = {"d_lr": 0.003, "unet_lr": 0.001}
+    form = apply_probe(tiny_form(tiny_model_dir, tiny_frames), probe)
+    job, recorded = start_job("sweep", form, probe_dir=str(_probe_folder(tmp_path, probe)), start_worker=False)
+    assert recorded and (job.run_dir / "probe.json").is_file()
+    run_sweep(job.config, job.run_dir, lambda e: None, lambda: False, batch_sizes=[4])
+    meta = read_metadata(job.run_dir / "bs4" / "tibbie-bs4-000001.safetensors")
+    assert float(meta["lora_studio_probe_d_lr"]) == pytest.approx(0.003)
+
+
+def _probe_folder(tmp_path, probe: dict):
+    folder = tmp_path / "probe"
+    folder.mkdir()
+    (folder / "probe.json").write_text(json.dumps(probe))
+    return folder
