@@ -189,6 +189,11 @@ def update(watch: Watch) -> dict:
     if not watch.job:
         return {**out, **({} if not choices_needed else {"choices": job_choices()})}
     run_dir = Path(watch.job)
+    if not run_dir.is_dir():  # deleted on the Runs tab (maybe from another browser tab)
+        watch.follow(None)
+        return {"status": f"<div class='ls-status'>Run {html.escape(run_dir.name)} was deleted.</div>",
+                "message": "", "files": "", "loss": None, "lr": None, "samples": [],
+                "stop": gr.update(interactive=False), "resume": gr.update(interactive=False), "choices": job_choices()}
     p = watch.progress
     p.read_new(run_dir)
     state = jobs.job_state(run_dir)

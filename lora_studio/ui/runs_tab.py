@@ -1,7 +1,8 @@
-"""The Runs tab: every job folder with its kind, state and files; pick one to watch it on Train."""
+"""The Runs tab: every job folder with its kind, state and files; pick one to watch it on Train, or delete it."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import gradio as gr
@@ -10,6 +11,7 @@ import pandas as pd
 from lora_studio import jobs, paths, runfiles
 from lora_studio.config import load_toml
 from lora_studio.errors import UserError
+from lora_studio.ui import monitor
 from lora_studio.ui.train_tab import TrainTab
 
 COLUMNS = ["run", "kind", "state", "progress", "epoch files"]
@@ -36,6 +38,40 @@ def runs_table() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def deletable_runs() -> list[str]:
+    """Names of the job folders that may be deleted: every one the worker is not running or about to run."""
+    alive = jobs.worker_running()
+    return [p.name for p in jobs.list_jobs() if jobs.job_state(p, alive) not in ("queued", "running")]
+
+
+def _run_folder(name: str) -> Path:
+    """The job folder of a run name, refusing anything that is not one of the studio's own run folders."""
+    run_dir = paths.runs_dir() / (name or "")
+    if not name or run_dir.parent != paths.runs_dir() or not (run_dir / runfiles.JOB_FILE).is_file():
+        raise UserError(f"no run named {name!r}", "pick a run from the list")
+    return run_dir
+
+
+def delete_summary(name: str) -> str:
+    """What deleting a run removes, for the confirmation: its folder, file count and size."""
+    run_dir = _run_folder(name)
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    loras = sum(1 for p in files if p.suffix == ".safetensors")
+    size = sum(p.stat().st_size for p in files)
+    return (f"Delete **{name}** and everything in `{run_dir}`: {len(files)} files ({size / 1e6:.1f} MB), "
+            f"{loras} LoRA file{'s' * (loras != 1)}? This cannot be undone.")
+
+
+def delete_run(name: str) -> Path:
+    """Delete a finished, stopped or failed run's folder with all its files (never a queued or running one)."""
+    run_dir = _run_folder(name)
+    state = jobs.job_state(run_dir)
+    if state in ("queued", "running"):
+        raise UserError(f"{name} is {state}", "stop it first (Train tab: Stop), then delete it")
+    shutil.rmtree(run_dir)
+    return run_dir
+
+
 def _kind(run_dir: Path) -> str:
     try:
         return str(load_toml(run_dir / runfiles.JOB_FILE).get("kind", "train"))
@@ -51,6 +87,15 @@ def build(tab: gr.Tab, tabs: gr.Tabs, train: TrainTab) -> None:
                          column_widths=["40%", "10%", "12%", "28%", "10%"])
     gr.Markdown(f"Click a run to watch it on the Train tab. Run folders are in `{paths.runs_dir()}`; each "
                 "holds `job.toml`, `events.jsonl` (one event a line; `tail -f` it), its epoch files and samples.")
+    with gr.Accordion("Delete a run", open=False):
+        with gr.Row():
+            pick = gr.Dropdown(deletable_runs(), value=None, label="run to delete (not a queued or running one)",
+                               elem_id="delete-run", scale=4)
+            delete = gr.Button("Delete…", variant="stop", elem_id="delete-run-button", scale=1)
+        delete_message = gr.Markdown("", elem_id="delete-message")
+        with gr.Row(visible=False) as confirm_row:
+            confirm = gr.Button("Yes, delete its files", variant="stop", elem_id="delete-confirm-button")
+            cancel = gr.Button("Cancel", elem_id="delete-cancel-button")
 
     def on_refresh():
         state = "running" if jobs.worker_running() else "not running (it starts with the next job)"
@@ -64,6 +109,34 @@ def build(tab: gr.Tab, tabs: gr.Tabs, train: TrainTab) -> None:
         run_dir = paths.runs_dir() / row[COLUMNS.index("run")]
         return {**train.show(w.follow(str(run_dir))), tabs: gr.Tabs(selected="train")}
 
-    refresh.click(on_refresh, outputs=[table, worker])
-    tab.select(on_refresh, outputs=[table, worker])
+    def on_delete(name: str | None) -> dict:
+        try:
+            return {delete_message: delete_summary(name or ""), confirm_row: gr.Row(visible=True)}
+        except UserError as exc:
+            return {delete_message: monitor.error_text(exc), confirm_row: gr.Row(visible=False)}
+
+    def on_confirm(name: str | None) -> dict:
+        try:
+            run_dir = delete_run(name or "")
+            text = f"Deleted **{run_dir.name}** and its files."
+        except UserError as exc:
+            text = monitor.error_text(exc)
+        table_now, worker_now = on_refresh()
+        return {delete_message: text, confirm_row: gr.Row(visible=False), table: table_now, worker: worker_now,
+                pick: gr.Dropdown(choices=deletable_runs(), value=None)}
+
+    def on_cancel() -> dict:
+        return {delete_message: "", confirm_row: gr.Row(visible=False)}
+
+    def on_tab() -> dict:
+        table_now, worker_now = on_refresh()
+        return {table: table_now, worker: worker_now, pick: gr.Dropdown(choices=deletable_runs())}
+
+    refresh.click(on_tab, outputs=[table, worker, pick])
+    tab.select(on_tab, outputs=[table, worker, pick])
+    delete.click(on_delete, inputs=pick, outputs=[delete_message, confirm_row])
+    # A new choice must be confirmed again: the question on screen names the run it deletes.
+    pick.input(on_cancel, outputs=[delete_message, confirm_row])
+    confirm.click(on_confirm, inputs=pick, outputs=[delete_message, confirm_row, table, worker, pick])
+    cancel.click(on_cancel, outputs=[delete_message, confirm_row])
     table.select(on_select, inputs=train.watch, outputs=[*train.outputs, tabs])

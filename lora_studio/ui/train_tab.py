@@ -166,21 +166,21 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
         except UserError as exc:
             return monitor.error_text(exc)
 
-    def on_recipe_change(data: dict) -> dict:
+    def on_recipe_change(data: dict) -> str:
         """Say so once the form stops (or starts again) holding the numbers Find LR put there."""
         w = data[watch]
         if not w.applied_probe:
-            return {}
+            return gr.skip()
         try:
             config = read_form(data, comps)
             probe = lr_probe.read_probe(w.applied_probe)
         except UserError:
-            return {}  # the budget line already shows what is wrong with the form
+            return gr.skip()  # the budget line already shows what is wrong with the form
         held = lr_probe.follows_probe(config, probe)
         if held == w.probe_held:
-            return {}
+            return gr.skip()
         w.probe_held = held
-        return {form_message: probe_applied_text(probe, config) if held else probe_left_text(probe, config)}
+        return probe_applied_text(probe, config) if held else probe_left_text(probe, config)
 
     def submit(kind: str):
         def handler(data: dict) -> dict:
@@ -224,7 +224,7 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
 
     def on_stop(w: monitor.Watch) -> dict:
         if not w.job:
-            return {}
+            return show(w)
         jobs.stop(w.job)
         w.notice_job = w.job
         return {**show(w), form_message: "Stopping after the current step (its state is saved for Resume)…"}
@@ -266,10 +266,11 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
           show_progress="hidden", trigger_mode="always_last")
     recipe = ("unet_lr", "te_lr", "optimizer", "scheduler", "probe_divisor")
     gr.on([comps[n].change for n in recipe], on_recipe_change, inputs={*form_inputs, watch},
-          outputs=form_message, show_progress="hidden", trigger_mode="always_last")
+          outputs=[form_message], show_progress="hidden", trigger_mode="always_last")
     for button, kind in ((start, "train"), (find_lr, "probe"), (sweep, "sweep")):
         button.click(submit(kind), inputs={*form_inputs, watch, preset}, outputs=[*panel_outputs, form_message], **quiet)
-    gr.Timer(1.0).tick(on_tick, inputs=watch, outputs=[*panel_outputs, *comps.values()], show_progress="hidden")
+    gr.Timer(1.0).tick(on_tick, inputs=watch, outputs=[*panel_outputs, *comps.values(), form_message],
+                       show_progress="hidden")
     panel.job.input(on_watch, inputs=[panel.job, watch], outputs=panel_outputs, show_progress="hidden")
     panel.stop.click(on_stop, inputs=watch, outputs=[*panel_outputs, form_message], **quiet)
     panel.resume.click(on_resume, inputs=watch, outputs=[*panel_outputs, form_message], **quiet)
