@@ -113,7 +113,8 @@ def _prepare_run(args, config: TrainConfig) -> Path:
 def cmd_train(args) -> int:
     """Train a LoRA; --resume continues a stopped run from its saved state; --queue hands it to the worker."""
     from lora_studio import jobs, paths
-    from lora_studio.runfiles import JOB_FILE, PROBE_FILE, atomic_write, clear_stop, remove_stale_temps, stop_requested
+    from lora_studio.runfiles import JOB_FILE, clear_stop, remove_stale_temps, stop_requested
+    from lora_studio.train.probe import record_probe
 
     if args.resume:
         run_dir = Path(args.resume if isinstance(args.resume, str) else args.output or "")
@@ -133,7 +134,11 @@ def cmd_train(args) -> int:
             raise UserError("no output folder given", "pass --output RUN_DIR")
         config = build_config(args)
         if args.queue:
-            return _queued(jobs.submit("train", config, preset=_preset_label(args, config)))
+            job = jobs.submit("train", config, preset=_preset_label(args, config), start_worker=False)
+            if args.lr_from_probe:  # the loop reads probe.json only when it writes an epoch file
+                record_probe(args.lr_from_probe, job.run_dir)
+            jobs.ensure_worker()
+            return _queued(job)
     with holding_gpu(Path(args.output).name):
         from lora_studio.train.loop import train  # torch: only once the GPU is ours
 
@@ -143,7 +148,7 @@ def cmd_train(args) -> int:
         else:
             run_dir = _prepare_run(args, config)
             if args.lr_from_probe:
-                atomic_write(run_dir / PROBE_FILE, (Path(args.lr_from_probe) / PROBE_FILE).read_bytes())
+                record_probe(args.lr_from_probe, run_dir)  # its LoRA files then carry the found d·lr
         record = recorder(run_dir, args.quiet)
         result = _reporting_errors(record, lambda: train(config, run_dir, record, lambda: stop_requested(run_dir),
                                                          resume=bool(args.resume)))

@@ -253,7 +253,7 @@ def worker_log_tail(lines: int = 12) -> str:
 
 def kept_frames(config: TrainConfig) -> list:
     """The frames a run would train on (review exclusions applied), or UserError if there are none."""
-    from lora_studio.train.loop import load_kept_frames
+    from lora_studio.data.run_frames import load_kept_frames
 
     frames, _skipped = load_kept_frames(config)
     return frames

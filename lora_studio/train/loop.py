@@ -8,7 +8,6 @@ uninterrupted one would have done from that step on.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 import time
@@ -19,13 +18,14 @@ from lora_studio import runfiles
 from lora_studio.config import TrainConfig
 from lora_studio.errors import UserError
 
+
 def checkpoint_name(config: TrainConfig, epoch: int) -> str:
     """kohya's per-epoch file name: NAME-000001.safetensors."""
     return runfiles.epoch_file(config.name, epoch)
 
 
 def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lambda e: None,
-          should_stop: Callable[[], bool] = lambda: False, resume: bool = False, base=None,
+          should_stop: Callable[[], bool] = lambda: False, *, resume: bool = False, base=None,
           device: str | None = None) -> dict:
     """Train a LoRA per config, writing NAME-00000N.safetensors per epoch into run_dir.
 
@@ -34,17 +34,14 @@ def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lam
     """
     import torch
 
+    from lora_studio.data.run_frames import load_kept_frames, with_review_trigger
     from lora_studio.models.load import load_base
     from lora_studio.train.network import remove_lora
     from lora_studio.train.processes import main_process_only
 
     config.validate()
     emit = main_process_only(emit)  # under `accelerate launch` only rank 0 writes events
-    if not config.trigger_word and config.dataset:
-        from lora_studio.data.review_state import ReviewState
-
-        # The trigger word set in the Dataset tab counts when the run does not name one.
-        config = dataclasses.replace(config, trigger_word=ReviewState.load(config.dataset).trigger_word)
+    config = with_review_trigger(config)
     frames, skipped = load_kept_frames(config)  # before the model: a bad folder should fail fast
     for file, reason in skipped:
         emit({"type": runfiles.WARNING, "message": f"skipped {file}: {reason}"})
@@ -52,7 +49,8 @@ def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lam
         base = load_base(config.base_model)
     placement = [(module, module.device, module.dtype) for module in (base.unet, base.vae, base.text_encoder)]
     try:
-        return _train(config, Path(run_dir), emit, should_stop, resume, base, frames, device)
+        return _train(config, Path(run_dir), emit=emit, should_stop=should_stop, resume=resume, base=base,
+                      frames=frames, device=device)
     except torch.cuda.OutOfMemoryError:
         # Anywhere: moving the model, caching latents, a step, a sample.
         raise UserError("out of GPU memory", "lower batch_size, turn on gradient_checkpointing, or use "
@@ -67,7 +65,8 @@ def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lam
                 module.to(dtype=dtype)
 
 
-def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> dict:
+def _train(config: TrainConfig, run_dir: Path, *, emit, should_stop, resume: bool, base, frames: list,
+           device: str | None) -> dict:
     import torch
     import torch.nn.functional as F
     from accelerate import Accelerator
@@ -75,7 +74,7 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
     from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
 
     from lora_studio.data.buckets import cache_latents, epoch_batches, steps_per_epoch
-    from lora_studio.data.captions import join_tags, shuffle_and_drop, tag_frequency
+    from lora_studio.data.captions import join_tags, shuffle_and_drop
     from lora_studio.models.text import hidden_states_with_clip_skip, tokenize
     from lora_studio.train.lora_file import save_lora, training_metadata
     from lora_studio.train.network import add_lora, load_lora_state, lora_state
@@ -166,11 +165,6 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
         scheduler.load_state_dict(state["scheduler"])
         step = state["step"]
 
-    tags_freq = tag_frequency(frames)
-    dataset_dirs: dict = {}
-    for frame in frames:
-        entry = dataset_dirs.setdefault(frame.path.parent.name, {"n_repeats": frame.repeats, "img_count": 0})
-        entry["img_count"] += 1
     emit({"type": runfiles.STARTED, "total_steps": total_steps, "steps_per_epoch": per_epoch, "epochs": config.epochs,
           "frames": len(frames), "start_step": step, "resumed": bool(resume), "device": str(accelerator.device),
           "config": config.to_dict()})
@@ -188,11 +182,10 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
         if not is_main:
             return
         path = run_dir / checkpoint_name(config, epoch)
-        # kohya counts images with their repeats (ss_num_train_images).
-        meta = training_metadata(config, epoch=epoch, steps=step, num_images=sum(f.repeats for f in frames),
-                                 tag_frequency=tags_freq, probe_d_lr=_probe_d_lr(run_dir),
+        meta = training_metadata(config, epoch=epoch, steps=step, frames=frames, probe_d_lr=_probe_d_lr(run_dir),
                                  training_started_at=started_at, num_batches_per_epoch=per_epoch,
-                                 max_train_steps=total_steps, dataset_dirs=dataset_dirs)
+                                 max_train_steps=total_steps,
+                                 prediction_type=noise_scheduler.config.prediction_type)
         save_lora(path, accelerator.unwrap_model(unet), accelerator.unwrap_model(text_encoder) if train_te else None,
                   config.network_alpha, meta)
         emit({"type": runfiles.CHECKPOINT, "path": str(path), "epoch": epoch, "step": step})
@@ -201,7 +194,7 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
     unet.train()
     text_encoder.train(train_te)
     last_loss = float("nan")
-    stopped = False
+    stopped = stop_asked = False
     try:
         for epoch in range(step // per_epoch, config.epochs):
             # The batch order of an epoch depends only on (seed, epoch), so a resume can skip into it.
@@ -254,8 +247,10 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
                     emit({"type": runfiles.STEP, "step": step, "epoch": epoch + 1, "loss": last_loss,
                           "lr_unet": lr_unet, "lr_te": lr_te if train_te else 0.0, "total_steps": total_steps,
                           "elapsed_s": round(time.time() - started_at, 3)})
-                # A stop on an epoch's last step still lets the epoch save its file below.
-                if should_stop() and step < (epoch + 1) * per_epoch:
+                # The one stop rule: asked once a step, a stop ends the run after that step, except on an
+                # epoch's last step, where the epoch first saves its file, state and samples below.
+                stop_asked = should_stop()
+                if stop_asked and step < (epoch + 1) * per_epoch:
                     stopped = True
                     break
             if stopped:
@@ -268,7 +263,7 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
             if is_main and config.sample_prompts and config.sample_every_n_epochs and (
                     epoch_done % config.sample_every_n_epochs == 0 or epoch_done == config.epochs):
                 _sample(config, base, accelerator, unet, text_encoder, run_dir, epoch_done, emit)
-            if should_stop():
+            if stop_asked:
                 stopped = step < total_steps
                 break
     except OSError as exc:
@@ -284,17 +279,6 @@ def _train(config, run_dir, emit, should_stop, resume, base, frames, device) -> 
               "elapsed_s": round(time.time() - started_at, 3)})
     return {"steps": step, "total_steps": total_steps, "stopped": stopped,
             "files": sorted(str(p) for p in run_dir.glob(f"{config.name}-*.safetensors"))}
-
-
-def load_kept_frames(config: TrainConfig):
-    """The frames the user kept in review, with their edited tags; skipped files with reasons."""
-    from lora_studio.data.review_state import training_frames
-
-    if not config.dataset:
-        raise UserError("no dataset folder given", "pass --dataset DIR (a folder of images with .txt captions)")
-    report = training_frames(config.dataset, caption_extension=config.caption_extension,
-                             default_repeats=config.repeats)
-    return report.frames, report.skipped
 
 
 def _probe_d_lr(run_dir: Path) -> float | None:

@@ -26,6 +26,10 @@ OPTIMIZER_CLASSES = {
 }
 
 
+# diffusers' scheduler prediction_type → Stability AI's model spec (as kohya's sai_model_spec writes it).
+MODELSPEC_PREDICTION = {"epsilon": "epsilon", "v_prediction": "v"}
+
+
 def kohya_state_dict(unet, text_encoder, network_alpha: float) -> dict:
     """The adapters' weights under kohya/A1111 keys, with `.alpha` set to the real alpha."""
     import torch
@@ -110,21 +114,28 @@ def _model_name(base_model: str) -> str:
     return path.name if path.exists() or path.suffix.lower() == ".safetensors" else base_model
 
 
-def training_metadata(config, *, epoch: int, steps: int, num_images: int, tag_frequency: dict,
-                      probe_d_lr: float | None = None, training_started_at: float | None = None,
-                      num_batches_per_epoch: int | None = None, max_train_steps: int | None = None,
-                      dataset_dirs: dict | None = None, base_model_hash: str | None = None,
-                      session_id: int | None = None) -> dict[str, str]:
+def training_metadata(config, *, epoch: int, steps: int, frames: list, probe_d_lr: float | None = None,
+                      training_started_at: float | None = None, num_batches_per_epoch: int | None = None,
+                      max_train_steps: int | None = None, prediction_type: str = "epsilon",
+                      base_model_hash: str | None = None, session_id: int | None = None) -> dict[str, str]:
     """kohya's ss_* metadata for one epoch's file (all values strings), plus lora_studio_* extras.
 
-    tag_frequency is kohya's {image folder name: {tag: count}}; num_images is what kohya calls
-    ss_num_train_images (it counts repeats); dataset_dirs is {folder: {"n_repeats", "img_count"}}.
+    The dataset bookkeeping is kohya's, counted from the frames trained on: ss_tag_frequency
+    ({image folder name: {tag: count}}), ss_dataset_dirs ({folder: {"n_repeats", "img_count"}}) and
+    ss_num_train_images (which counts repeats). prediction_type is the base's noise scheduler's
+    (diffusers' "epsilon" or "v_prediction").
     """
     from lora_studio import __version__
+    from lora_studio.data.captions import tag_frequency
     from lora_studio.train.network import effective_alpha
 
-    if any(not isinstance(v, dict) for v in tag_frequency.values()):
-        raise ValueError("tag_frequency must be {folder name: {tag: count}}, as kohya writes it")
+    if prediction_type not in MODELSPEC_PREDICTION:
+        raise ValueError(f"prediction type {prediction_type!r}: LoRA files describe only "
+                         + ", ".join(MODELSPEC_PREDICTION))
+    dataset_dirs: dict = {}
+    for frame in frames:
+        entry = dataset_dirs.setdefault(frame.path.parent.name, {"n_repeats": frame.repeats, "img_count": 0})
+        entry["img_count"] += 1
     alpha = effective_alpha(config.network_dim, config.network_alpha)
     meta = {
         "ss_output_name": config.name,
@@ -134,7 +145,7 @@ def training_metadata(config, *, epoch: int, steps: int, num_images: int, tag_fr
         "ss_epoch": epoch,
         "ss_steps": steps,
         "ss_num_epochs": config.epochs,
-        "ss_num_train_images": num_images,
+        "ss_num_train_images": sum(frame.repeats for frame in frames),
         "ss_batch_size_per_device": config.batch_size,
         "ss_gradient_accumulation_steps": 1,
         "ss_optimizer": OPTIMIZER_CLASSES.get(config.optimizer, config.optimizer),
@@ -163,7 +174,7 @@ def training_metadata(config, *, epoch: int, steps: int, num_images: int, tag_fr
         "ss_v2": False,
         "ss_base_model_version": "sd_v1",
         "ss_sd_model_name": _model_name(config.base_model),
-        "ss_tag_frequency": json.dumps(tag_frequency, ensure_ascii=False),
+        "ss_tag_frequency": json.dumps(tag_frequency(frames), ensure_ascii=False),
         "ss_training_finished_at": time.time(),
         # Stability AI's model spec, which ComfyUI and model sites read for the architecture.
         "modelspec.sai_model_spec": "1.0.0",
@@ -171,7 +182,7 @@ def training_metadata(config, *, epoch: int, steps: int, num_images: int, tag_fr
         "modelspec.implementation": "diffusers",
         "modelspec.title": f"{config.name}-{epoch:06d}",
         "modelspec.resolution": f"{config.resolution}x{config.resolution}",
-        "modelspec.prediction_type": "epsilon",
+        "modelspec.prediction_type": MODELSPEC_PREDICTION[prediction_type],
         "lora_studio_version": __version__,
     }
     optional = {
@@ -179,7 +190,7 @@ def training_metadata(config, *, epoch: int, steps: int, num_images: int, tag_fr
         "ss_session_id": session_id,
         "ss_num_batches_per_epoch": num_batches_per_epoch,
         "ss_max_train_steps": max_train_steps,
-        "ss_dataset_dirs": json.dumps(dataset_dirs, ensure_ascii=False) if dataset_dirs is not None else None,
+        "ss_dataset_dirs": json.dumps(dataset_dirs, ensure_ascii=False),
         "ss_new_sd_model_hash": base_model_hash,
         "lora_studio_probe_d_lr": probe_d_lr,
         "lora_studio_trigger_word": config.trigger_word or None,

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import stat
 import warnings
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from lora_studio.config import TrainConfig
+from lora_studio.data.frames import Frame
 from lora_studio.errors import UserError
 from lora_studio.models.load import load_diffusers_folder
 from lora_studio.models.text import hidden_states_with_clip_skip, tokenize
@@ -21,6 +23,7 @@ from lora_studio.models.tiny import build_tiny_components
 from lora_studio.train.lora_file import (kohya_state_dict, lora_file_hash, read_metadata, save_lora,
                                          training_metadata)
 from lora_studio.train.network import TE_TARGETS, UNET_TARGETS, add_lora, load_lora_state, lora_state
+from lora_studio.train.loop import train
 
 DIM, ALPHA = 4, 2.0  # alpha ≠ dim, so a file that got the scale wrong cannot pass
 
@@ -163,8 +166,12 @@ def test_loaded_file_acts_exactly_like_the_trained_adapters(trained, tiny_model_
 def test_metadata_round_trips_with_kohya_keys_and_the_probe_lr(trained, tiny_model_dir, tmp_path):
     config = TrainConfig(name="tibbie", base_model=str(tiny_model_dir), network_dim=DIM, network_alpha=ALPHA,
                          unet_lr=1e-4, optimizer="lion", trigger_word="tibbie")
+    # 8 frames in kohya's 6_tibbie folder (repeat 6), five of them on a white background
+    folder = tmp_path / "frames" / "6_tibbie"
+    frames = [Frame(f"6_tibbie/{i}.png", folder / f"{i}.png", "tibbie, sheep" + ", white background" * (i < 5),
+                    None, 6, 32, 32) for i in range(8)]
     tags = {"6_tibbie": {"tibbie": 8, "sheep": 8, "white background": 5}}
-    meta = training_metadata(config, epoch=2, steps=96, num_images=48, tag_frequency=tags, probe_d_lr=3.2e-4,
+    meta = training_metadata(config, epoch=2, steps=96, frames=frames, probe_d_lr=3.2e-4,
                              training_started_at=1_700_000_000.0)
     path = save_lora(tmp_path / "tibbie-000002.safetensors", trained.unet, trained.text_encoder, ALPHA, meta)
 
@@ -177,9 +184,26 @@ def test_metadata_round_trips_with_kohya_keys_and_the_probe_lr(trained, tiny_mod
     assert read["ss_text_encoder_lr"] == str(1e-4 / 10) and read["ss_clip_skip"] == "2"
     assert read["ss_base_model_version"] == "sd_v1" and read["ss_sd_model_name"] == tiny_model_dir.name
     assert json.loads(read["ss_tag_frequency"]) == tags
+    assert json.loads(read["ss_dataset_dirs"]) == {"6_tibbie": {"n_repeats": 6, "img_count": 8}}
+    assert read["modelspec.prediction_type"] == "epsilon"
     assert float(read["lora_studio_probe_d_lr"]) == 3.2e-4
     # A1111 takes the LoRA's hash from sshs_model_hash when present: it must be the file's own hash.
     assert read["sshs_model_hash"][:12] == lora_file_hash(path)
+
+
+def test_a_lora_of_a_v_prediction_base_says_so_in_its_model_spec(tiny_model_dir, tiny_frames, tmp_path):
+    # SD2-style v-prediction bases (and v-pred SD1.5 finetunes) need it: ComfyUI and model sites read it.
+    base_dir = tmp_path / "v-base"
+    shutil.copytree(tiny_model_dir, base_dir)
+    scheduler = base_dir / "scheduler" / "scheduler_config.json"
+    scheduler.write_text(json.dumps({**json.loads(scheduler.read_text()), "prediction_type": "v_prediction"}))
+    config = TrainConfig(name="tibbie", base_model=str(base_dir), dataset=str(tiny_frames), epochs=1, repeats=1,
+                         batch_size=4, resolution=32, min_bucket_reso=16, max_bucket_reso=64, bucket_reso_steps=16,
+                         network_dim=DIM, network_alpha=ALPHA)
+    (path,) = train(config, tmp_path / "run")["files"]
+    assert read_metadata(path)["modelspec.prediction_type"] == "v"
+    with pytest.raises(ValueError, match="sample"):
+        training_metadata(config, epoch=1, steps=2, frames=[], prediction_type="sample")
 
 
 def test_lora_hash_ignores_metadata_edits_as_a1111_does(trained, tmp_path):
