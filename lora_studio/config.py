@@ -272,8 +272,8 @@ class XYPlotConfig:
     prompt: str = _f("", "A1111 prompt; <lora:NAME-000001:0> marks the run's LoRA", cli_required=True,
                      label="Prompt")
     negative: str = _f("", "negative prompt", label="Negative prompt")
-    x: str = _f("epoch", "X axis: epoch | epoch=1-8 | weight=0,0.5,1 | sr=a,b | seed=… | cfg=… | steps=… | "
-                "sampler=… | clip_skip=… | run=DIR1,DIR2", cli_required=True)
+    x: str = _f("epoch", "X axis: KIND=VALUES, e.g. weight=0,0.5,1 or epoch=1-8; 'epoch' alone is every epoch file",
+                cli_required=True)
     y: str = _f(XY_DEFAULT_Y, "Y axis, same forms as X", cli_default="")
     z: str = _f("", "Z axis, e.g. run=DIR1,DIR2: one grid per value plus a combined sheet")
     sr: str = _f("", "Prompt S/R values 'find,replace1,replace2'; an axis named 'sr' without values uses them, "

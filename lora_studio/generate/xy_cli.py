@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lora_studio.config import XY_FIELD_NAMES, XYPlotConfig, xy_config_from_dict, xy_field_info
 from lora_studio.errors import UserError
-from lora_studio.generate.xy_plan import parse_size, plan_from_config  # noqa: F401 (parse_size: the CLI's API)
+from lora_studio.generate.xy_plan import AXIS_KINDS, parse_size, plan_from_config  # noqa: F401 (parse_size: the CLI's API)
 
 _TYPES = {"int": int, "float": float, "str": str}
 
@@ -36,6 +36,8 @@ def add_xy_parser(subparsers) -> None:
                            help=info["help"])
             continue
         kwargs = {"dest": name, "type": _TYPES[info["type"]], "help": info["help"]}
+        if name == "x":  # the planner's own list, so a new axis shows up here by itself
+            kwargs["help"] += " (kinds: " + ", ".join(AXIS_KINDS) + ")"
         if info.get("cli_required"):
             kwargs["required"] = True
         else:
