@@ -57,4 +57,4 @@ def test_previews_still_render_while_the_encoder_is_off_the_training_device(tiny
     train(config, tmp_path / "run", events.append, base=base)
     samples = [e for e in events if e["type"] == "sample"]
     assert len(samples) == 1 and (tmp_path / "run" / "samples").is_dir()
-    assert base.text_encoder.device == base.unet.device  # handed back where an uncached run leaves it
+    assert base.text_encoder.device == base.unet.device  # handed back where it came from
