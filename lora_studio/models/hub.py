@@ -25,9 +25,10 @@ def load_hub_model(repo_id: str, cache_dir: str | Path | None = None):
     """Load an SD1.5 diffusers repo from the hub cache (downloading it when online), as a BaseModel."""
     from lora_studio.models.load import load_diffusers_folder
 
-    folder = fetch(repo_id, CONFIG_FILES, cache_dir)
+    online = not hub_offline() and hub_reachable(repo_id)  # asked once: the two fetches below share it
+    folder = fetch(repo_id, CONFIG_FILES, cache_dir, online=online)
     check_sd15_configs(folder, repo_id)
-    folder = fetch(repo_id, CONFIG_FILES + WEIGHT_FILES, cache_dir)
+    folder = fetch(repo_id, CONFIG_FILES + WEIGHT_FILES, cache_dir, online=online)
     missing = [name for name in WEIGHT_FILES if not (folder / name).is_file()]
     if missing:
         raise UserError(f"{repo_id} has no {missing[0]} in the cache or on the hub",
@@ -58,19 +59,22 @@ def hub_reachable(repo_id: str) -> bool:
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
+    from huggingface_hub.errors import HFValidationError
+
     try:
         HfApi().repo_info(repo_id, timeout=reach_timeout())
     except httpx2.TransportError:
         return False
-    except HfHubHTTPError:
-        return True  # the hub answered (not found, gated, …): snapshot_download says what it means
+    except (HfHubHTTPError, HFValidationError):
+        return True  # the hub answered (not found, gated, …) or the id is malformed: fetch() says what it means
     return True
 
 
-def fetch(repo_id: str, patterns: list[str], cache_dir: str | Path | None = None) -> Path:
+def fetch(repo_id: str, patterns: list[str], cache_dir: str | Path | None = None, online: bool | None = None) -> Path:
     """The repo's snapshot folder holding `patterns`, downloaded if needed; hub failures become UserErrors.
 
-    Without a network (or with HF_HUB_OFFLINE=1) it falls back to the Hugging Face cache.
+    Without a network (or with HF_HUB_OFFLINE=1) it falls back to the Hugging Face cache; online, when
+    given, is the caller's answer to "may it download?" (else it is asked here).
     """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (GatedRepoError, HFValidationError, HfHubHTTPError,
@@ -78,7 +82,7 @@ def fetch(repo_id: str, patterns: list[str], cache_dir: str | Path | None = None
 
     switched_off = hub_offline()
     try:
-        offline = switched_off or not hub_reachable(repo_id)
+        offline = not online if online is not None else switched_off or not hub_reachable(repo_id)
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=offline,
                                       cache_dir=cache_dir or os.environ.get("HF_HUB_CACHE") or None))
     except HFValidationError:

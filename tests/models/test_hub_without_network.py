@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from lora_studio import paths
 
-LOAD = ("from lora_studio.errors import UserError\n"
+LOAD = ("import time\n"
+        "from lora_studio.errors import UserError\n"
         "from lora_studio.models.load import load_base\n"
+        "started = time.monotonic()\n"
         "try:\n"
         "    load_base('runwayml/stable-diffusion-v1-5')\n"
         "except UserError as exc:\n"
         "    print('MESSAGE', exc.message)\n"
-        "    print('HINT', exc.hint)\n")
+        "    print('HINT', exc.hint)\n"
+        "    print('SECONDS', time.monotonic() - started)\n")
 
 
 @pytest.fixture
@@ -36,10 +39,12 @@ def load_hub_id_through(proxy: str, tmp_path, repo_id: str = "runwayml/stable-di
     env.update(HTTPS_PROXY=proxy, https_proxy=proxy, HTTP_PROXY=proxy, http_proxy=proxy, NO_PROXY="", no_proxy="",
                HF_HUB_CACHE=str(tmp_path / "hub-cache"), HF_HUB_ETAG_TIMEOUT="2",
                PYTHONPATH=str(paths.project_root()))
-    started = time.monotonic()
     code = LOAD.replace("runwayml/stable-diffusion-v1-5", repo_id) + "else:\n    print('LOADED')\n"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    return result.stdout + result.stderr, time.monotonic() - started
+    # A generous limit: on a busy machine importing torch alone can take minutes; the hub part is timed inside.
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900)
+    out = result.stdout + result.stderr
+    seconds = re.search(r"SECONDS (\S+)", out)
+    return out, float(seconds[1]) if seconds else float("nan")
 
 
 def test_a_hub_id_without_a_network_fails_quickly_naming_the_model_and_what_to_do(black_hole, tmp_path):
