@@ -147,12 +147,14 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
         return {**monitor.render(panel, w, monitor.update(w)), watch: w, **(extra or {})}
 
     def on_character(data: dict) -> dict:
+        data[watch].notice_job = None  # the message shown from now on is this one
         remembered = characters.last_settings(data[name] or "")
         if remembered is None:
             return {form_message: ""}
         return {**values_of(remembered, comps), form_message: f"Loaded the last settings used for **{remembered.name}**."}
 
     def on_preset(data: dict) -> dict:
+        data[watch].notice_job = None
         try:
             keep = {n: data[comps[n]] for n in CHARACTER_FIELDS}
             config = presets.load_preset(data[preset], base=TrainConfig(**keep))
@@ -179,7 +181,7 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
         held = lr_probe.follows_probe(config, probe)
         if held == w.probe_held:
             return gr.skip()
-        w.probe_held = held
+        w.probe_held, w.notice_job = held, None
         return probe_applied_text(probe, config) if held else probe_left_text(probe, config)
 
     def submit(kind: str):
@@ -194,6 +196,7 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
                 job, from_probe = start_job(kind, config, preset=presets.preset_label(data[preset], config),
                                             probe_dir=w.applied_probe)
             except UserError as exc:
+                w.notice_job = None
                 return {form_message: monitor.error_text(exc)}
             what = {"train": "Training", "probe": "The LR probe", "sweep": "The batch-size sweep"}[kind]
             queued = f" It waits behind `{busy.name}`." if busy_state in ("running", "queued") else ""
@@ -236,11 +239,13 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
                                 "fix the settings in the form and press Start for a new run")
             jobs.resume(w.job)
         except UserError as exc:
+            w.notice_job = None
             return {form_message: monitor.error_text(exc)}
         w.notice_job = w.job
         return {**show(w), form_message: "Resuming from the last saved state."}
 
     def on_save_preset(data: dict) -> dict:
+        data[watch].notice_job = None
         try:
             path = presets.save_preset(read_form(data, comps), (data[preset_name] or "").strip(), data[preset_note] or "")
         except UserError as exc:
@@ -259,9 +264,9 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
 
     all_form = [*comps.values(), form_message]
     quiet = {"show_progress_on": [form_message]}  # a click must not grey out the live panel
-    name.input(on_character, inputs={name}, outputs=all_form, **quiet)
+    name.input(on_character, inputs={name, watch}, outputs=all_form, **quiet)
     # select, not input: choosing the preset that is already shown applies it again (input only fires on a change).
-    preset.select(on_preset, inputs={preset, *(comps[n] for n in CHARACTER_FIELDS)}, outputs=all_form, **quiet)
+    preset.select(on_preset, inputs={preset, watch, *(comps[n] for n in CHARACTER_FIELDS)}, outputs=all_form, **quiet)
     gr.on([comps[n].change for n in BUDGET_FIELDS if n in comps], on_budget, inputs=form_inputs, outputs=budget,
           show_progress="hidden", trigger_mode="always_last")
     recipe = ("unet_lr", "te_lr", "optimizer", "scheduler", "probe_divisor")
@@ -274,7 +279,8 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
     panel.job.input(on_watch, inputs=[panel.job, watch], outputs=panel_outputs, show_progress="hidden")
     panel.stop.click(on_stop, inputs=watch, outputs=[*panel_outputs, form_message], **quiet)
     panel.resume.click(on_resume, inputs=watch, outputs=[*panel_outputs, form_message], **quiet)
-    save.click(on_save_preset, inputs={*form_inputs, preset_name, preset_note}, outputs=[form_message, preset], **quiet)
+    save.click(on_save_preset, inputs={*form_inputs, watch, preset_name, preset_note}, outputs=[form_message, preset],
+               **quiet)
     demo.load(on_load, inputs=watch, outputs=[*panel_outputs, *comps.values()], show_progress="hidden")
     demo.load(on_budget, inputs=form_inputs, outputs=budget)
     return TrainTab(watch, panel_outputs, show, comps, budget, on_budget)

@@ -50,7 +50,7 @@ def chromium_path() -> str:
     return found
 
 
-def wait_for_url(log: Path, proc: subprocess.Popen, timeout: float = 90.0) -> str:
+def wait_for_url(log: Path, proc: subprocess.Popen, timeout: float = 240.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         match = re.search(r"LoRA Studio: (http://\S+)", log.read_text() if log.exists() else "")
@@ -85,7 +85,8 @@ def running_studio(studio_home: Path, tmp_path: Path, *launch_args: str):
     env = {**os.environ, "LORA_STUDIO_HOME": str(studio_home), "GRADIO_ANALYTICS_ENABLED": "False",
            "OMP_NUM_THREADS": "1"}
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(paths.project_root() / "launch.py"), "--no-browser",
+        # --port 0: any free port, so tests running side by side never wait on 7860 (launch.py's default).
+        proc = subprocess.Popen([sys.executable, str(paths.project_root() / "launch.py"), "--no-browser", "--port", "0",
                                  *launch_args], stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         yield wait_for_url(log, proc)
