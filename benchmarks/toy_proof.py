@@ -6,8 +6,10 @@
 
 Trains `presets/demo.toml` on `assets/demo-dataset` with its distorted frames excluded in review (in a
 throwaway studio folder, so the user's own review state is untouched), then renders two prompts at
-LoRA weight 0, 0.6 and 1 over 6 seeds the way tests/toy/test_lora_proof.py does and prints the
-character and tree scores of lora_studio/toy/measure.py as a markdown table.
+LoRA weight 0, 0.6 and 1 over 6 seeds the way tests/toy/test_lora_proof.py does and prints, as a
+markdown table, what the toy judge sees (how many of 6 show tibbie, a sheep, a tree; mean identity
+similarity to the kept demo frames) beside the colour shares of lora_studio/toy/measure.py.
+Before that it judges the base model alone on the generic sheep prompts.
 """
 
 from __future__ import annotations
@@ -44,16 +46,27 @@ def main() -> None:
         lora, result = train_demo_lora(Path(os.environ["LORA_STUDIO_HOME"]) / "run", base=args.base)
         print(f"trained {result['steps']} steps in {time.monotonic() - started:.1f} s")
 
+    from lora_studio.toy.judge import load_judge
+    from lora_studio.toy.proof import BASE_SHEEP_PROMPTS, judge_counts, kept_demo_frames
+
+    judge = load_judge()
+    reference = judge.reference(kept_demo_frames())
     images = []
-    print("| prompt | LoRA weight | character score (fleece-white share) | pink share | tree score |\n"
-          "|---|---|---|---|---|")
     with LoraRenderer(load_base(args.base)) as renderer:
+        print("| base prompt (no LoRA) | sheep (judge, of 6) | tree (of 6) |\n|---|---|---|")
+        for prompt in BASE_SHEEP_PROMPTS:
+            counts = judge_counts(render_seeds(renderer, lora, 0.0, prompt), judge, reference)
+            print(f"| {prompt} | {counts['sheep']} | {counts['tree']} |", flush=True)
+        print("\n| prompt | LoRA weight | tibbie (judge, of 6) | mean similarity | sheep | tree | "
+              "fleece-white share | pink share | tree colour score |\n|---|---|---|---|---|---|---|---|---|")
         for prompt in (CHARACTER_PROMPT, UNSEEN_PROMPT):
             for weight in WEIGHTS:
                 row = render_seeds(renderer, lora, weight, prompt)
                 images += row
+                counts = judge_counts(row, judge, reference)
                 pink = mean(character_colour_shares(image)["pink"] for image in row)
-                print(f"| {prompt} | {weight:g} | {mean(map(character_score, row)):.4f} | {pink:.4f} | "
+                print(f"| {prompt} | {weight:g} | {counts['tibbie']} | {mean(counts['similarity']):.3f} | "
+                      f"{counts['sheep']} | {counts['tree']} | {mean(map(character_score, row)):.4f} | {pink:.4f} | "
                       f"{mean(map(tree_score, row)):.3f} |", flush=True)
     if args.png:
         contact_sheet(images, columns=len(SEEDS), scale=2).save(args.png)

@@ -51,18 +51,23 @@ class PretrainSettings:
 
     seed: int = 0
     scenes: int = 4000           # distinct scenes (and as many abstract images for the VAE); flips double them
+    sheep: int = 4000            # generic sheep scenes, UNet only (the VAE stage stays as r5 made it)
     batch_size: int = 16
     vae_steps: int = 1500
     vae_lr: float = 1e-3
     vae_from: str | None = None  # reuse the VAE of an earlier toy-model folder (skips stage 1)
     kl_weight: float = 1e-6      # as small as SD's: latents stay near-deterministic
-    unet_steps: int = 2000
+    unet_steps: int = 3000
     unet_lr: float = 8e-4
     te_lr: float = 4e-4
     warmup_steps: int = 100
     min_snr_gamma: float = 5.0   # Min-SNR weighting converges faster at the same cost
     noise_offset: float = 0.1    # as kohya's noise_offset; see train_unet
     caption_dropout: float = 0.1  # empty captions teach the unconditional branch that CFG needs
+    # Each tag but the first is left out with this chance: people prompt "sheep, meadow", not every
+    # tag a caption has, and SD1.5's captions were partial too. Without it r6 drew no sheep for "sheep, meadow".
+    tag_dropout: float = 0.3
+    unet_from: str | None = None  # continue from the UNet and text encoder of an earlier toy-model folder
     clip_skip: int = 2
     max_minutes: float | None = None
 
@@ -98,11 +103,12 @@ def toy_components(seed: int = 0) -> dict:
                 scheduler=PNDMScheduler(**SD15_SCHEDULER))
 
 
-def draw_pretraining_scenes(n: int, seed: int):
-    """n base scenes as a uint8 tensor (n, 3, 64, 64) and their tag lists."""
+def draw_pretraining_scenes(n: int, seed: int, sheep: int = 0):
+    """n base scenes, then `sheep` generic sheep scenes, as a uint8 tensor (n, 3, 64, 64) and their tag lists."""
     from lora_studio.toy.scenes import base_scenes
+    from lora_studio.toy.sheep import sheep_scenes
 
-    scenes = list(base_scenes(n, seed, IMAGE_SIZE))
+    scenes = list(base_scenes(n, seed, IMAGE_SIZE)) + list(sheep_scenes(sheep, seed, IMAGE_SIZE))
     return as_tensor([scene.image for scene in scenes]), [scene.tags for scene in scenes]
 
 
@@ -203,6 +209,20 @@ def train_vae(vae, images, s: PretrainSettings, clock: Clock, log: Callable[[str
     return {"vae_steps_done": done}
 
 
+def as_shipped(module) -> None:
+    """Round weights to fp16 and back, in place: the UNet then learns the latents of the VAE as shipped.
+
+    The folder stores fp16 weights. Without this, a full run trains its UNet on the fp32 VAE while a
+    --vae-from run uses the stored one, and the two UNets differ by ~4 % of their mean weight.
+    """
+    import torch
+
+    with torch.no_grad():
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+
+
 def encode_latents(vae, images, batch: int = 64):
     """Latent means and stds of every image and its mirror image; the scaling that gives unit variance."""
     import torch
@@ -266,6 +286,8 @@ def train_unet(unet, text_encoder, tokenizer, latent_mean, latent_std, scaling, 
         captions = []
         for i in idx.tolist():
             scene_tags = list(tags[i % n_images])
+            if s.tag_dropout:
+                scene_tags = [scene_tags[0]] + [t for t in scene_tags[1:] if rng.random() >= s.tag_dropout]
             rng.shuffle(scene_tags)  # LoRA training shuffles tags too; order should not matter
             captions.append("" if rng.random() < s.caption_dropout else ", ".join(scene_tags))
         noise = torch.randn(latents.shape, generator=gen)
@@ -366,17 +388,21 @@ def pretrain(out: Path, s: PretrainSettings, log: Callable[[str], None] = print)
     clock = Clock(s.max_minutes)
     log(f"toy pretrain: {asdict(s)} threads={torch.get_num_threads()}")
     components = toy_components(s.seed)
-    images, tags = draw_pretraining_scenes(s.scenes, s.seed)
+    # The VAE learns from scenes and abstract shapes only (SD's VAE did not learn from the UNet's data
+    # either); the UNet also learns generic sheep, as SD1.5 knows 'sheep' before any character LoRA.
+    images, tags = draw_pretraining_scenes(s.scenes, s.seed, s.sheep)
+    vae_images = images[:s.scenes]
     held_out, _ = draw_pretraining_scenes(64, s.seed + 999)
     abstract = as_tensor([draw_abstract(s.seed * 1_000_003 + i, IMAGE_SIZE) for i in range(s.scenes)])
-    log(f"drew {len(images)} scenes and {len(abstract)} abstract images [{clock.elapsed():.0f}s]")
+    log(f"drew {s.scenes} scenes, {s.sheep} sheep scenes and {len(abstract)} abstract images [{clock.elapsed():.0f}s]")
     if s.vae_from:
         from diffusers import AutoencoderKL
 
         components["vae"] = AutoencoderKL.from_pretrained(Path(s.vae_from) / "vae").float().eval()
         summary = {"vae_from": s.vae_from}
     else:
-        summary = train_vae(components["vae"], torch.cat([images, abstract]), s, clock, log)
+        summary = train_vae(components["vae"], torch.cat([vae_images, abstract]), s, clock, log)
+    as_shipped(components["vae"])
     summary["vae_seconds"] = round(clock.elapsed())
     summary["vae_mean_abs_error_255"] = round(reconstruction_error(components["vae"], held_out), 2)
     summary["vae_character_colours"] = character_colour_check(components["vae"])
@@ -385,6 +411,13 @@ def pretrain(out: Path, s: PretrainSettings, log: Callable[[str], None] = print)
     mean, std, scaling = encode_latents(components["vae"], images)
     components["vae"].register_to_config(scaling_factor=scaling)
     log(f"latent scaling factor {scaling:.4f} [{clock.elapsed():.0f}s]")
+    if s.unet_from:
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        components["unet"] = UNet2DConditionModel.from_pretrained(Path(s.unet_from) / "unet").float()
+        components["text_encoder"] = CLIPTextModel.from_pretrained(Path(s.unet_from) / "text_encoder").float()
+        summary["unet_from"] = s.unet_from
     summary.update(train_unet(components["unet"], components["text_encoder"], components["tokenizer"],
                               mean, std, scaling, tags, s, clock, log))
     summary["total_seconds"] = round(clock.elapsed())
@@ -402,20 +435,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=paths.assets_dir() / "toy-model", help="diffusers folder to write")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--scenes", type=int, default=defaults.scenes)
+    parser.add_argument("--sheep", type=int, default=defaults.sheep, help="generic sheep scenes (UNet only)")
     parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps)
     parser.add_argument("--unet-steps", type=int, default=defaults.unet_steps)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--noise-offset", type=float, default=defaults.noise_offset)
     parser.add_argument("--vae-from", default=None, help="reuse the VAE of this toy-model folder")
+    parser.add_argument("--unet-from", default=None, help="continue from the UNet and text encoder of this toy-model folder")
+    parser.add_argument("--unet-lr", type=float, default=defaults.unet_lr)
+    parser.add_argument("--tag-dropout", type=float, default=defaults.tag_dropout)
     parser.add_argument("--minutes", type=float, default=None, help="stop early after this many minutes")
     parser.add_argument("--preview", type=Path, default=None, help="also render a grid of base prompts to this PNG")
     parser.add_argument("--compare", type=Path, default=None,
                         help="afterwards, report how far the weights are from this toy-model folder (e.g. the shipped one)")
     args = parser.parse_args(argv)
-    settings = PretrainSettings(seed=args.seed, scenes=args.scenes, vae_steps=args.vae_steps,
+    settings = PretrainSettings(seed=args.seed, scenes=args.scenes, sheep=args.sheep, vae_steps=args.vae_steps,
                                 unet_steps=args.unet_steps, batch_size=args.batch_size, max_minutes=args.minutes,
                                 noise_offset=args.noise_offset,
-                                vae_from=args.vae_from)
+                                vae_from=args.vae_from, unet_from=args.unet_from, unet_lr=args.unet_lr,
+                                te_lr=args.unet_lr / 2, tag_dropout=args.tag_dropout)
 
     def log(line: str) -> None:
         print(line, flush=True)

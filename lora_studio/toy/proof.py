@@ -1,4 +1,8 @@
-"""The toy world's proof, shared by its test and its benchmark: train the demo LoRA, render at a weight.
+"""The toy world's proof, shared by its test and its benchmark: train the demo LoRA, render at a weight, judge.
+
+The judge (toy/judge.py) decides: does an image show a sheep, a tree, and is it tibbie (the
+character of the demo's kept frames)? Colour shares (toy/measure.py) are a secondary view only: a
+whiter image raises them, it does not fool the judge's identity embedding.
 
 The review state the exclusions go into lives in the studio's data folder (LORA_STUDIO_HOME), so
 callers point that at a throwaway folder first; the user's own review of the demo set stays untouched.
@@ -10,6 +14,7 @@ import json
 from pathlib import Path
 
 CHARACTER_PROMPT = "tibbie, sheep, pink bow, standing, meadow"
+BASE_SHEEP_PROMPTS = ("sheep, meadow", "sheep, lying on beach", "sheep, sitting on tree")
 UNSEEN_PROMPT = "tibbie, sheep, sitting on tree"  # a pose the demo frames never show
 SEEDS = range(6)
 SETTINGS = dict(sampler="DPM++ 2M Karras", steps=20, cfg=5.0, width=64, height=64, clip_skip=2)
@@ -36,3 +41,27 @@ def render_seeds(renderer, lora: Path, weight: float, prompt: str, seeds=SEEDS) 
     """One image per seed of prompt with the LoRA at weight (a generate.pipeline.LoraRenderer on the base)."""
     loras = [(lora, weight, weight)] if weight else []
     return [renderer.images(loras, [prompt], [""], [seed], **SETTINGS)[0] for seed in seeds]
+
+
+def kept_demo_frames() -> list:
+    """The demo dataset's frames minus its distorted ones: what the judge compares renders with."""
+    from PIL import Image
+
+    from lora_studio import paths
+    from lora_studio.toy.dataset import read_distorted
+
+    dataset = paths.assets_dir() / "demo-dataset"
+    distorted = read_distorted(dataset)
+    return [Image.open(p).convert("RGB") for p in sorted(dataset.glob("*.png")) if p.name not in distorted]
+
+
+def judge_counts(images, judge=None, reference=None) -> dict:
+    """How many images the judge tags 'sheep' and 'tree', and how many it takes for tibbie."""
+    from lora_studio.toy.judge import load_judge
+
+    judge = judge or load_judge()
+    reference = reference if reference is not None else judge.reference(kept_demo_frames())
+    tags = judge.tags(images)
+    return {"n": len(images), "sheep": sum("sheep" in t for t in tags), "tree": sum("tree" in t for t in tags),
+            "tibbie": sum(judge.same_character(images, reference=reference)),
+            "similarity": [round(x, 3) for x in judge.similarity(images, reference=reference)]}

@@ -1,10 +1,9 @@
 """The proof: on the shipped toy model, a LoRA trained on the demo frames makes tibbie appear.
 
-Measured with lora_studio.toy.measure (her colours, a tree crown against the sky); the numbers
-this test holds are written down in benchmarks/toy_world.md.
+The toy judge decides (toy/judge.py: is this the character of the kept demo frames? is there a
+tree?), six seeds each; a whiter image cannot fool it the way a colour count can. The numbers this
+test holds are written down in benchmarks/toy_world.md (`python benchmarks/toy_proof.py`).
 """
-
-from statistics import mean
 
 import pytest
 
@@ -31,43 +30,58 @@ def demo_run(tmp_path_factory):
             os.environ["LORA_STUDIO_HOME"] = old
 
 
-def scores(lora, weight, prompt, measure):
+@pytest.fixture(scope="module")
+def judged(demo_run):
+    """Judge counts per (prompt, weight), rendered once for the module."""
     from lora_studio.generate.pipeline import LoraRenderer
     from lora_studio.models.load import load_base
+    from lora_studio.toy.judge import load_judge
+    from lora_studio.toy.proof import judge_counts, kept_demo_frames, render_seeds
+
+    lora, _ = demo_run
+    judge = load_judge()
+    reference = judge.reference(kept_demo_frames())
+    counts = {}
+    with LoraRenderer(load_base("toy")) as renderer:
+        for prompt, weight in ((CHARACTER, 0.0), (CHARACTER, 0.6), (CHARACTER, 1.0), (UNSEEN, 0.6)):
+            counts[prompt, weight] = judge_counts(render_seeds(renderer, lora, weight, prompt), judge, reference)
+            print(prompt, weight, counts[prompt, weight])
+    return counts
+
+
+def test_the_judge_finds_tibbie_at_weight_one_and_not_at_weight_zero(judged):
+    assert judged[CHARACTER, 0.0]["tibbie"] <= 1  # a generic sheep with a pink bow, not her
+    assert judged[CHARACTER, 1.0]["tibbie"] >= 5
+
+
+def test_she_is_recognised_already_at_weight_point_six(judged):
+    assert judged[CHARACTER, 0.6]["tibbie"] >= 3
+
+
+def test_an_unseen_pose_keeps_the_tree_at_weight_point_six(judged):
+    # "sitting on tree" is never in the demo frames: the seed's question of whether the trunk survives.
+    assert judged[UNSEEN, 0.6]["tree"] >= 4
+
+
+@pytest.mark.xfail(strict=True, reason="toy model r7 + demo preset: the judge finds her sitting on the tree in "
+                                       "0-1 of 6 seeds at weight 0.6 (the sheep on the crown is small); open target of "
+                                       "issue 12, see benchmarks/toy_world.md")
+def test_she_is_recognised_in_the_unseen_pose_at_weight_point_six(judged):
+    assert judged[UNSEEN, 0.6]["tibbie"] >= 3
+
+
+def test_her_fleece_white_appears_only_with_the_lora(demo_run):
+    # The colour count, kept as a secondary view: the base never draws fleece white.
+    from statistics import mean
+
+    from lora_studio.generate.pipeline import LoraRenderer
+    from lora_studio.models.load import load_base
+    from lora_studio.toy.measure import character_score
     from lora_studio.toy.proof import render_seeds
 
+    lora, _ = demo_run
     with LoraRenderer(load_base("toy")) as renderer:
-        return [measure(image) for image in render_seeds(renderer, lora, weight, prompt)]
-
-
-def test_the_character_appears_at_weight_one_and_not_at_weight_zero(demo_run):
-    from lora_studio.toy.measure import character_score
-
-    lora, _ = demo_run
-    at_zero = mean(scores(lora, 0.0, CHARACTER, character_score))
-    at_one = mean(scores(lora, 1.0, CHARACTER, character_score))
-    print(f"character score: weight 0 → {at_zero:.4f}, weight 1 → {at_one:.4f}")
-    assert at_zero < MAX_CHARACTER_AT_0
-    assert at_one > at_zero + MIN_CHARACTER_GAIN
-
-
-def test_an_unseen_pose_still_draws_the_tree_at_moderate_weight(demo_run):
-    from lora_studio.toy.measure import character_score, tree_score
-
-    lora, _ = demo_run
-    trees = mean(scores(lora, 0.6, UNSEEN, tree_score))
-    trees_without_asking = mean(scores(lora, 0.6, CHARACTER, tree_score))
-    character = mean(scores(lora, 0.6, UNSEEN, character_score))
-    print(f"'{UNSEEN}' at weight 0.6: tree {trees:.4f} (vs {trees_without_asking:.4f} for '{CHARACTER}'), "
-          f"character {character:.4f}")
-    assert trees > MIN_TREE_AT_06
-    assert trees > trees_without_asking + MIN_TREE_GAIN  # the word 'tree' still works with the LoRA on
-    assert character > MIN_CHARACTER_AT_06
-
-
-# Measured on the shipped toy model r5 (benchmarks/toy_world.md); fleece share, 6 seeds, CFG 5.
-MAX_CHARACTER_AT_0 = 0.005  # measured 0.0002
-MIN_CHARACTER_GAIN = 0.02  # measured 0.0002 → 0.050
-MIN_TREE_AT_06 = 0.15  # measured 0.21 (0.22 with no LoRA)
-MIN_TREE_GAIN = 0.02  # measured 0.21 vs 0.10
-MIN_CHARACTER_AT_06 = 0.005  # measured 0.008
+        at_zero = mean(map(character_score, render_seeds(renderer, lora, 0.0, CHARACTER)))
+        at_one = mean(map(character_score, render_seeds(renderer, lora, 1.0, CHARACTER)))
+    print(f"fleece share: weight 0 → {at_zero:.4f}, weight 1 → {at_one:.4f}")
+    assert at_zero < 0.005 and at_one > at_zero + 0.01

@@ -54,15 +54,42 @@ def test_base_prompts_draw_recognisable_scenes(toy):
     assert night < 80 and night < meadow.mean() - 40  # night is dark (drawn night scenes average ~40)
 
 
+SHEEP_ON_A_MEADOW_IS_WEAK = pytest.mark.xfail(
+    strict=True, reason="toy model r7 draws a sheep for 'sheep, meadow' in 2 of 6 seeds (trees in the others); "
+                        "open target of issue 12, see benchmarks/toy_world.md")
+
+
+@pytest.mark.parametrize("prompt", [
+    pytest.param("sheep, meadow", marks=SHEEP_ON_A_MEADOW_IS_WEAK), "sheep, lying on beach", "sheep, sitting on tree",
+    "tibbie, sheep, pink bow, standing, meadow"])
+def test_toy_model_draws_generic_sheep_where_they_are_asked_for(toy, prompt):
+    # As SD1.5 knows "sheep" before any character LoRA: the judge finds one in at least 5 of 6 seeds.
+    from lora_studio.toy.judge import load_judge
+    from lora_studio.toy.proof import SETTINGS
+
+    images = [render(toy, [prompt], seed=seed, steps=SETTINGS["steps"], cfg=SETTINGS["cfg"])[0] for seed in range(6)]
+    tags = load_judge().tags(images)
+    print(prompt, tags)
+    assert sum("sheep" in t for t in tags) >= 5
+
+
 def test_toy_model_does_not_know_the_character_yet(toy):
-    images = render(toy, ["tibbie, sheep, pink bow, standing, meadow"] * 2, steps=12)
+    # "tibbie, sheep, pink bow" draws a sheep with a pink bow, but not her (the judge says so in 5 of 6),
+    # and never her white fleece.
+    from lora_studio.toy.proof import CHARACTER_PROMPT, SETTINGS, judge_counts
+
+    images = [render(toy, [CHARACTER_PROMPT], seed=seed, steps=SETTINGS["steps"], cfg=SETTINGS["cfg"])[0]
+              for seed in range(6)]
+    counts = judge_counts(images)
+    print(counts)
+    assert counts["tibbie"] <= 1
     assert max(character_score(image) for image in images) < 0.02
 
 
 def test_pretraining_script_writes_a_loadable_model(tmp_path):
     from lora_studio.toy.pretrain import PretrainSettings, pretrain
 
-    settings = PretrainSettings(scenes=8, batch_size=2, vae_steps=1, unet_steps=1, warmup_steps=1)
+    settings = PretrainSettings(scenes=8, sheep=8, batch_size=2, vae_steps=1, unet_steps=1, warmup_steps=1)
     pretrain(tmp_path / "toy", settings, log=lambda line: None)
     base = load_diffusers_folder(tmp_path / "toy")
     assert next(base.text_encoder.parameters()).dtype == torch.float32
@@ -72,7 +99,7 @@ def test_pretraining_script_writes_a_loadable_model(tmp_path):
 def test_pretraining_again_regenerates_the_same_weights(tmp_path):
     from lora_studio.toy.pretrain import PretrainSettings, compare_models, pretrain
 
-    settings = PretrainSettings(scenes=8, batch_size=2, vae_steps=2, unet_steps=2, warmup_steps=1)
+    settings = PretrainSettings(scenes=8, sheep=8, batch_size=2, vae_steps=2, unet_steps=2, warmup_steps=1)
     for name in ("first", "again"):
         pretrain(tmp_path / name, settings, log=lambda line: None)
     pretrain(tmp_path / "other-seed", PretrainSettings(**{**settings.__dict__, "seed": 1}), log=lambda line: None)
