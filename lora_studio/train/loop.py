@@ -247,8 +247,8 @@ def _train(config: TrainConfig, run_dir: Path, *, emit, should_stop, resume: boo
                     emit({"type": runfiles.STEP, "step": step, "epoch": epoch + 1, "loss": last_loss,
                           "lr_unet": lr_unet, "lr_te": lr_te if train_te else 0.0, "total_steps": total_steps,
                           "elapsed_s": round(time.time() - started_at, 3)})
-                # The one stop rule: asked once a step, a stop ends the run after that step, except on an
-                # epoch's last step, where the epoch first saves its file, state and samples below.
+                # The one stop rule: a stop ends the run after the current step, except on an epoch's last
+                # step, where the epoch first saves its file, state and samples below (and then stops).
                 stop_asked = should_stop()
                 if stop_asked and step < (epoch + 1) * per_epoch:
                     stopped = True
@@ -263,7 +263,7 @@ def _train(config: TrainConfig, run_dir: Path, *, emit, should_stop, resume: boo
             if is_main and config.sample_prompts and config.sample_every_n_epochs and (
                     epoch_done % config.sample_every_n_epochs == 0 or epoch_done == config.epochs):
                 _sample(config, base, accelerator, unet, text_encoder, run_dir, epoch_done, emit)
-            if stop_asked:
+            if stop_asked or should_stop():  # asked again: a stop while the epoch saved and sampled
                 stopped = step < total_steps
                 break
     except OSError as exc:
