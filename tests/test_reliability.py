@@ -100,9 +100,12 @@ def test_a_worker_killed_at_ten_random_moments_always_resumes_and_never_leaves_a
     kills = []
     for attempt in range(10):
         seen = len(events_of(run_dir))
-        # A moment of the run: after step N (0: while the model loads), plus up to half a second, which
-        # lands in the next step, an epoch's LoRA file or its training state being written.
-        after_step, extra = rng.randrange(total), rng.uniform(0.0, 0.5)
+        # A moment of the run: after step N (0: while the model loads), plus up to 0.9 of a step's time,
+        # which lands in the next step, an epoch's LoRA file or its training state being written. Never
+        # after the last-but-one step, and scaled to this machine's speed, so the run cannot finish
+        # before the kill however fast the machine is.
+        after_step, fraction = rng.randrange(total - 1), rng.uniform(0.0, 0.9)
+        extra = fraction * step_seconds(events_of(run_dir))
 
         def reached() -> bool:
             new = events_of(run_dir)[seen:]
@@ -149,6 +152,19 @@ def test_a_worker_killed_at_ten_random_moments_always_resumes_and_never_leaves_a
     assert sorted(p.name for p in run_dir.glob("*.safetensors")) == [
         runfiles.epoch_file("tibbie", e) for e in range(1, 5)]
     assert assert_every_file_loads(run_dir) == []  # the last run removed any temp a kill left
+
+
+def step_seconds(events: list[dict], default: float = 0.2) -> float:
+    """The median time between two step events of one attempt (how long a step takes here)."""
+    gaps, previous = [], None
+    for event in events:
+        if event["type"] == runfiles.RUNNING:
+            previous = None
+        elif event["type"] == runfiles.STEP:
+            if previous is not None:
+                gaps.append(event["time"] - previous)
+            previous = event["time"]
+    return sorted(gaps)[len(gaps) // 2] if gaps else default
 
 
 def _attempts(run_dir: Path) -> list[list[dict]]:
