@@ -12,9 +12,6 @@ def test_a_run_after_one_in_another_mixed_precision_still_trains(tiny_model_dir,
     # accelerate keeps the first Accelerator's mixed precision for the whole process and refuses another
     # ("AcceleratorState has already been initialized and cannot be changed"): on a GPU, an fp16 job
     # followed by a bf16 one. The CPU trains in fp32, so a bf16 Accelerator made first stands in for that job.
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)  # whatever earlier tests in this process left
     AcceleratorState._reset_state()  # earlier tests in this process made Accelerators of their own
     Accelerator(mixed_precision="bf16", cpu=True)
     config = config_from_dict(dict(base_model=str(tiny_model_dir), dataset=str(tiny_frames), name="tibbie",
