@@ -34,23 +34,15 @@ def frames(tmp_path) -> Path:
 @pytest.fixture
 def studio_page(studio_home, frames, tmp_path):
     """The studio as a user launches it on the frames, and a Chromium page on it."""
-    from playwright.sync_api import sync_playwright
+    from test_studio_browser import browser_page, chromium_path, running_studio
 
-    from test_studio_browser import chromium_path, running_studio
-
-    executable = chromium_path()
+    chromium_path()  # skips at once where Chromium is missing
     (studio_home / "presets").mkdir(parents=True)
     (studio_home / "presets" / "tiny-review.toml").write_text(TINY_PRESET)
     with running_studio(studio_home, tmp_path, "--dataset", str(frames), "--name", "tibbie", "--trigger", "tibbie",
                         "--preset", "tiny-review") as url:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-            try:
-                page = browser.new_page(viewport={"width": 1500, "height": 1300})
-                page.goto(url)
-                yield page
-            finally:
-                browser.close()
+        with browser_page(url) as page:
+            yield page
 
 
 def review(page, expect, count: int) -> None:

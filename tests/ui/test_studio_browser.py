@@ -96,6 +96,21 @@ def running_studio(studio_home: Path, tmp_path: Path, *launch_args: str):
         stop_worker_started_by_the_studio()
 
 
+@contextlib.contextmanager
+def browser_page(url: str):
+    """A headless Chromium page at 1500x1300 on url, closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1300})
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()
+
+
 @pytest.fixture
 def studio(studio_home, tiny_model_dir, tiny_frames, tmp_path):
     """The studio on a tiny model and frame folder, with a tiny preset saved."""

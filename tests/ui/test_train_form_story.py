@@ -30,24 +30,18 @@ unet_lr = 0.0005
 @pytest.fixture
 def page(studio_home, tiny_model_dir, tiny_frames, tmp_path):
     """The studio on a tiny model with a one-epoch preset, and a Chromium page on it."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    from test_studio_browser import chromium_path, running_studio
+    from test_studio_browser import browser_page, chromium_path, running_studio
 
-    executable = chromium_path()
+    chromium_path()  # skips at once where Chromium is missing
     expect.set_options(timeout=60_000)  # a shared 2-core machine: a handler can wait seconds for a core
     (studio_home / "presets").mkdir(parents=True)
     (studio_home / "presets" / "tiny-story.toml").write_text(PRESET)
     with running_studio(studio_home, tmp_path, "--base", str(tiny_model_dir), "--dataset", str(tiny_frames),
                         "--name", "tibbie", "--trigger", "tibbie", "--preset", "tiny-story") as url:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-            try:
-                page = browser.new_page(viewport={"width": 1500, "height": 1300})
-                page.goto(url)
-                yield page
-            finally:
-                browser.close()
+        with browser_page(url) as page:
+            yield page
     assert "Traceback" not in (tmp_path / "studio.log").read_text()  # no ComponentProcessingError or other
 
 
