@@ -32,7 +32,7 @@ def demo_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def judged(demo_run):
-    """Judge counts per (prompt, weight), rendered once for the module."""
+    """Judge counts (and the images, under "images") per (prompt, weight), rendered once for the module."""
     from lora_studio.generate.pipeline import LoraRenderer
     from lora_studio.models.load import load_base
     from lora_studio.toy.judge import load_judge
@@ -44,8 +44,9 @@ def judged(demo_run):
     counts = {}
     with LoraRenderer(load_base("toy")) as renderer:
         for prompt, weight in ((CHARACTER, 0.0), (CHARACTER, 0.6), (CHARACTER, 1.0), (UNSEEN, 0.6)):
-            counts[prompt, weight] = judge_counts(render_seeds(renderer, lora, weight, prompt), judge, reference)
-            print(prompt, weight, counts[prompt, weight])
+            images = render_seeds(renderer, lora, weight, prompt)
+            counts[prompt, weight] = {**judge_counts(images, judge, reference), "images": images}
+            print(prompt, weight, {k: v for k, v in counts[prompt, weight].items() if k != "images"})
     return counts
 
 
@@ -70,19 +71,14 @@ def test_she_is_recognised_in_the_unseen_pose_at_weight_point_six(judged):
     assert judged[UNSEEN, 0.6]["tibbie"] >= 3
 
 
-def test_her_fleece_white_appears_only_with_the_lora(demo_run):
+def test_her_fleece_white_appears_only_with_the_lora(judged):
     # The colour count, kept as a secondary view: the base never draws fleece white.
     from statistics import mean
 
-    from lora_studio.generate.pipeline import LoraRenderer
-    from lora_studio.models.load import load_base
     from lora_studio.toy.measure import character_score
-    from lora_studio.toy.proof import render_seeds
 
-    lora, _ = demo_run
-    with LoraRenderer(load_base("toy")) as renderer:
-        at_zero = mean(map(character_score, render_seeds(renderer, lora, 0.0, CHARACTER)))
-        at_one = mean(map(character_score, render_seeds(renderer, lora, 1.0, CHARACTER)))
+    at_zero = mean(map(character_score, judged[CHARACTER, 0.0]["images"]))
+    at_one = mean(map(character_score, judged[CHARACTER, 1.0]["images"]))
     print(f"fleece share: weight 0 → {at_zero:.4f}, weight 1 → {at_one:.4f}")
     assert at_zero < 0.005 and at_one > at_zero + 0.01
 
