@@ -20,19 +20,25 @@ SEEDS = range(6)
 SETTINGS = dict(sampler="DPM++ 2M Karras", steps=20, cfg=5.0, width=64, height=64, clip_skip=2)
 
 
-def train_demo_lora(run_dir: Path, base: str = "toy") -> tuple[Path, dict]:
-    """The demo preset on assets/demo-dataset with its distorted frames excluded: (last epoch's file, result)."""
+def demo_config(base: str = "toy"):
+    """The demo preset on assets/demo-dataset, its distorted frames excluded in review (as a user would)."""
     from lora_studio import paths
     from lora_studio.config import config_from_dict
     from lora_studio.data.review_state import ReviewState
     from lora_studio.presets import load_preset
-    from lora_studio.train.loop import train
 
     dataset = paths.assets_dir() / "demo-dataset"
     distorted = json.loads((dataset / "distorted.json").read_text())
     ReviewState.load(dataset).set_kept_many(list(distorted), False, "distorted action frame")
-    config = config_from_dict({"dataset": str(dataset), "name": "tibbie", "sample_prompts": [], "base_model": base},
-                              load_preset("demo"))
+    return config_from_dict({"dataset": str(dataset), "name": "tibbie", "sample_prompts": [], "base_model": base},
+                            load_preset("demo"))
+
+
+def train_demo_lora(run_dir: Path, base: str = "toy") -> tuple[Path, dict]:
+    """The demo preset on the demo frames (distorted ones excluded): (last epoch's file, result)."""
+    from lora_studio.train.loop import train
+
+    config = demo_config(base)
     result = train(config, Path(run_dir))
     return Path(run_dir) / f"tibbie-{config.epochs:06d}.safetensors", result
 

@@ -86,24 +86,14 @@ def test_her_fleece_white_appears_only_with_the_lora(judged):
 @pytest.mark.slow
 def test_find_lr_then_start_on_the_demo_gives_a_lora_that_shows_her(tmp_path, monkeypatch):
     # The write-up's workflow as the studio runs it: one DAdaptation epoch, its d·lr ÷ 3 for Lion, TE ÷ 10.
-    import json
-
-    from lora_studio import paths
-    from lora_studio.config import config_from_dict
-    from lora_studio.data.review_state import ReviewState
     from lora_studio.generate.pipeline import LoraRenderer
     from lora_studio.models.load import load_base
-    from lora_studio.presets import load_preset
-    from lora_studio.toy.proof import judge_counts, render_seeds
+    from lora_studio.toy.proof import demo_config, judge_counts, render_seeds
     from lora_studio.train.loop import train
     from lora_studio.train.probe import apply_probe, run_probe
 
     monkeypatch.setenv("LORA_STUDIO_HOME", str(tmp_path))
-    dataset = paths.assets_dir() / "demo-dataset"
-    distorted = json.loads((dataset / "distorted.json").read_text())
-    ReviewState.load(dataset).set_kept_many(list(distorted), False, "distorted action frame")
-    config = config_from_dict({"dataset": str(dataset), "name": "tibbie", "sample_prompts": [], "base_model": "toy"},
-                              load_preset("demo"))
+    config = demo_config()
     probe = run_probe(config, tmp_path / "probe")
     run = apply_probe(config, probe)
     assert run.resolved_te_lr() == pytest.approx(run.unet_lr / 10)
