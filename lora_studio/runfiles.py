@@ -15,6 +15,7 @@ A newcomer learns all of it here:
         bs1/ … bs4/          a batch-size sweep's sub-runs, each a run folder of its own
         xy_grid-0001.png     an XY plot's grid (A1111 `parameters` text inside), its cells in xy_grid-0001/,
         xy_grid-0001-share.jpg  and the small copy to post
+        xy_grid-0001-scores.json, xy_grid-0001-scores.csv  the grid's scores per cell and its recommendation
 
 Every file but events.jsonl is written with atomic_write (temp file beside it, fsync, rename), so a
 killed process never leaves a half-written one: a reader sees the old file or the new one.
@@ -47,6 +48,7 @@ STATE_FILE = "train_state.pt"
 ERROR_LOG = "error.log"
 SAMPLES_DIR = "samples"
 XY_GRID_PREFIX = "xy_grid-"
+SCORES_SUFFIX = "-scores.json"  # beside xy_grid-0001.png: xy_grid-0001-scores.json (and .csv)
 # kohya's per-epoch LoRA file stem, NAME-000001; A1111's <lora:NAME-000001:w> names it.
 EPOCH_STEM = re.compile(r"^(?P<name>.+)-(?P<epoch>\d{6})$")
 
@@ -74,6 +76,17 @@ def sweep_subrun(batch_size: int) -> str:
 def xy_grid_stem(number: int) -> str:
     """A1111-style grid numbering: xy_grid-0001."""
     return f"{XY_GRID_PREFIX}{number:04d}"
+
+
+def scores_file(grid: Path) -> Path:
+    """The scores beside a grid PNG: xy_grid-0001.png → xy_grid-0001-scores.json."""
+    grid = Path(grid)
+    return grid.with_name(grid.stem + SCORES_SUFFIX)
+
+
+def scores_csv(grid: Path) -> Path:
+    """The same cells as a CSV: xy_grid-0001-scores.csv."""
+    return scores_file(grid).with_suffix(".csv")
 
 
 # --- the event types -----------------------------------------------------------------------------
@@ -111,10 +124,11 @@ WARNING = _declare("warning", "train loop, worker", "something the user should k
 DONE = _declare("done", "train loop, worker", "the job finished; the worker adds the job's result",
                 (), ("step", "epochs", "loss", "elapsed_s", "steps", "total_steps", "stopped", "files", "runs",
                      "d_lr", "unet_lr", "te_lr", "optimizer", "scheduler", "probe_divisor", "te_lr_divisor",
-                     "grid", "grids", "cells", "rendered", "reused", "lora_loads", "downscaled", "share"))
+                     "grid", "grids", "cells", "rendered", "reused", "lora_loads", "downscaled", "share",
+                     "validation_loss", "scores", "recommendation"))
 STOPPED = _declare("stopped", "train loop, worker, XY run", "the job stopped early on request (resumable)",
                    (), ("step", "epoch", "total_steps", "before_start", "runs", "grid", "grids", "cells",
-                        "rendered", "reused", "lora_loads", "downscaled", "share", "stopped"))
+                        "rendered", "reused", "lora_loads", "downscaled", "share", "stopped", "scores"))
 ERROR = _declare("error", "worker, CLI", "the job failed: a message and what to do about it",
                  ("message", "hint"), ("log",))
 
@@ -130,6 +144,9 @@ CHECKPOINT = _declare("checkpoint", "train loop", "an epoch's LoRA file was writ
 SAMPLE = _declare("sample", "train loop", "a preview image of the LoRA after an epoch", ("path", "epoch", "prompt"))
 PROBE = _declare("probe", "LR probe", "the probe's d·lr and the LRs it recommends (also in probe.json)",
                  ("d_lr", "unet_lr", "te_lr", "optimizer", "scheduler", "probe_divisor", "te_lr_divisor"))
+VALIDATION = _declare("validation", "train loop",
+                      "the validation loss after an epoch (held-out frames, fixed timesteps and noise, LoRA at weight 1)",
+                      ("epoch", "loss"), ("step", "frames"))
 RUN_DONE = _declare("run_done", "sweep", "one batch size of a sweep finished (its own stream says done)",
                     ("run", "batch_size"), ("step", "epochs", "loss", "elapsed_s"))
 
@@ -142,6 +159,10 @@ CELL = _declare("cell", "XY plot", "one cell's PNG is ready (rendered now, or re
                 ("x", "y", "path", "rendered"), ("z",))
 XY_DONE = _declare("xy_done", "XY plot", "the grid file(s) were written",
                    ("grid", "grids", "rendered", "reused", "stopped", "downscaled"))
+SCORE = _declare("score", "XY plot", "one cell's scores (0–1 each; meanings in evaluate/scorer.py)",
+                 ("x", "y", "fidelity", "adherence", "quality", "cached"), ("z",))
+RECOMMENDATION = _declare("recommendation", "XY plot", "the epoch × weight the scores recommend, and why",
+                          ("epoch", "weight", "reason", "path"), ("run",))
 SHARE = _declare("share", "XY run", "the small copy of the grid to post", ("path",))
 
 TERMINAL = (DONE, STOPPED, ERROR)
