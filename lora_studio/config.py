@@ -255,6 +255,7 @@ def load_config(path: str | Path) -> TrainConfig:
 # --- the XY plot ---------------------------------------------------------------------------------
 
 XY_SHARE_FORMATS = ("", "jpeg", "webp")
+XY_SCORERS = ("", "toy", "anime")  # "" = the toy judge on the toy model, the anime models otherwise
 XY_DEFAULT_Y = "weight=0,0.3,0.5,0.6,0.7,0.8,0.9,1"
 
 
@@ -293,6 +294,15 @@ class XYPlotConfig:
                          label="Reuse cached cells")
     share: str = _f("jpeg", "also write a small copy to post: jpeg, webp, or empty for none",
                     choices=XY_SHARE_FORMATS, advanced=True, cli_default="", label="Copy to post")
+    score: bool = _f(False, "score every cell (fidelity, adherence, quality) and recommend an epoch × weight",
+                     label="Score the cells")
+    scorer: str = _f("", "scorer: toy (the toy judge) or anime (CCIP + WD14 tagger + AI-corrupt); "
+                     "empty: toy for the toy model, else anime", choices=XY_SCORERS, cli_default="",
+                     advanced=True, label="Scorer")
+    score_dataset: str = _f("", "the character's frames to compare with (empty: the run's own dataset)",
+                            advanced=True, label="Character frames (dataset)")
+    beta: float = _f(3.0, "F-β of fidelity and adherence that ranks the cells (β > 1 weighs adherence more)",
+                     min=0.1, max=10.0, advanced=True, label="Ranking β")
 
     def validate(self) -> "XYPlotConfig":
         """Check types, ranges and choices (the planner checks the axes and files); UserError names the field."""
