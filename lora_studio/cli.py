@@ -301,9 +301,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fields)
 
     from lora_studio.data.review_cli import add_review_parser
+    from lora_studio.evaluate.score_cli import add_score_parser
     from lora_studio.generate.xy_cli import add_xy_parser
 
     add_xy_parser(sub)
+    add_score_parser(sub)
     add_review_parser(sub)
     return parser
 

@@ -301,7 +301,7 @@ class XYPlotConfig:
                      advanced=True, label="Scorer")
     score_dataset: str = _f("", "the character's frames to compare with (empty: the run's own dataset)",
                             advanced=True, label="Character frames (dataset)")
-    beta: float = _f(3.0, "F-β of fidelity and adherence that ranks the cells (β > 1 weighs adherence more)",
+    beta: float = _f(3.0, "F-β of fidelity and adherence that ranks the cells (β > 1 weighs fidelity more, as cyberharem)",
                      min=0.1, max=10.0, advanced=True, label="Ranking β")
 
     def validate(self) -> "XYPlotConfig":

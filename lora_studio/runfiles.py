@@ -15,6 +15,7 @@ A newcomer learns all of it here:
         bs1/ … bs4/          a batch-size sweep's sub-runs, each a run folder of its own
         xy_grid-0001.png     an XY plot's grid (A1111 `parameters` text inside), its cells in xy_grid-0001/,
         xy_grid-0001-share.jpg  and the small copy to post
+        xy_grid-0001.toml    the XY settings it was made with (its seed resolved)
         xy_grid-0001-scores.json, xy_grid-0001-scores.csv  the grid's scores per cell and its recommendation
 
 Every file but events.jsonl is written with atomic_write (temp file beside it, fsync, rename), so a
@@ -84,6 +85,11 @@ def scores_file(grid: Path) -> Path:
     return grid.with_name(grid.stem + SCORES_SUFFIX)
 
 
+def xy_settings_file(grid: Path) -> Path:
+    """The XY settings a grid was made with, as an [xy] table: xy_grid-0001.png → xy_grid-0001.toml."""
+    return Path(grid).with_suffix(".toml")
+
+
 def scores_csv(grid: Path) -> Path:
     """The same cells as a CSV: xy_grid-0001-scores.csv."""
     return scores_file(grid).with_suffix(".csv")
@@ -128,7 +134,8 @@ DONE = _declare("done", "train loop, worker", "the job finished; the worker adds
                      "validation_loss", "scores", "recommendation"))
 STOPPED = _declare("stopped", "train loop, worker, XY run", "the job stopped early on request (resumable)",
                    (), ("step", "epoch", "total_steps", "before_start", "runs", "grid", "grids", "cells",
-                        "rendered", "reused", "lora_loads", "downscaled", "share", "stopped", "scores"))
+                        "rendered", "reused", "lora_loads", "downscaled", "share", "stopped", "scores",
+                        "recommendation"))
 ERROR = _declare("error", "worker, CLI", "the job failed: a message and what to do about it",
                  ("message", "hint"), ("log",))
 

@@ -83,7 +83,11 @@ class Tagger(Protocol):
 
 
 def f_beta(fidelity: float, adherence: float, beta: float = 3.0) -> float:
-    """cyberharem's ranking: the F-β of fidelity and adherence (β > 1 weighs adherence more; 3 by default)."""
+    """cyberharem's ranking: F-β with fidelity weighed β times as much as adherence (its `fidelity_alpha`, 3).
+
+    As in deepghs/cyberharem eval.py: (β² + 1)·f·a / (β²·a + f). cyberharem first rescales both scores
+    across the steps it compares; we keep them absolute, so a grid's numbers mean the same on every grid.
+    """
     b2 = beta * beta
-    denominator = b2 * fidelity + adherence
+    denominator = b2 * adherence + fidelity
     return 0.0 if denominator <= 0 else (1 + b2) * fidelity * adherence / denominator

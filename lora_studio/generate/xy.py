@@ -70,6 +70,12 @@ class XYResult:
     lora_loads: int = 0
 
 
+def cell_file_name(cell: Cell, sheets: int) -> str:
+    """A cell's PNG inside xy_grid-NNNN/: x01-y01.png, z02-x01-y01.png when there are several sheets."""
+    prefix = f"z{cell.z + 1:02d}-" if sheets > 1 else ""
+    return f"{prefix}x{cell.x + 1:02d}-y{cell.y + 1:02d}.png"
+
+
 def next_grid_number(output: Path) -> int:
     """A1111-style numbering: one more than the highest xy_grid-NNNN in the folder."""
     prefix = runfiles.XY_GRID_PREFIX
@@ -129,8 +135,7 @@ def xy_plot(base, plan: XYPlan, output: Path | str, *, emit: Callable[[dict], No
 
     def deliver(key: str, fresh: bool) -> None:
         for i, cell in enumerate(cells_by_key[key]):
-            prefix = f"z{cell.z + 1:02d}-" if sheets > 1 else ""
-            path = save_png(images[key], cell_dir / f"{prefix}x{cell.x + 1:02d}-y{cell.y + 1:02d}.png",
+            path = save_png(images[key], cell_dir / cell_file_name(cell, sheets),
                             cell_infotext(cell, base.name, model_hash))
             cell_files[(cell.x, cell.y, cell.z)] = path
             event = {"type": runfiles.CELL, "x": cell.x, "y": cell.y, "path": str(path), "rendered": fresh and i == 0}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -92,13 +93,58 @@ def run_xy_plot(config: XYPlotConfig, base, output: Path, emit: Callable[[dict],
     # The labels go first, so a viewer can draw the grid growing before xy_plot's own events arrive.
     emit({"type": runfiles.XY_LABELS, "columns": planned.column_labels, "rows": planned.row_labels,
           "grids": planned.z_labels, "width": plan.width, "height": plan.height})
+    scoring = start_scoring(config, base) if config.score else None
+    if scoring is not None:
+        emit = scoring_emit(scoring, planned, emit)
     result = xy_plot(base, plan, output, emit=emit, should_stop=should_stop, planned=planned)
     summary = {"grid": str(result.grid), "grids": [str(p) for p in result.grids], "cells": len(result.cells),
                "rendered": result.rendered, "reused": result.reused, "lora_loads": result.lora_loads,
                "downscaled": result.downscaled}
+    if result.grid is not None:
+        # the settings the grid was made with (its seed resolved), so `lora-studio score` can re-read its cells
+        resolved = dataclasses.replace(config, seed=planned.cells[0].seed)
+        runfiles.atomic_write(runfiles.xy_settings_file(result.grid),
+                              f"base_model = {json.dumps(config.base)}\n" + settings_toml(resolved))
+    if scoring is not None and result.grid is not None:
+        summary.update(finish_scoring(scoring, result.grid, emit))
     if config.share and result.grid is not None:
         summary["share"] = str(share_copy(result.grid, config.share))
         emit({"type": runfiles.SHARE, "path": summary["share"]})
     if result.stopped:
         emit({"type": runfiles.STOPPED, **summary})
     return {**summary, "stopped": result.stopped}
+
+
+# --- scoring the cells as they arrive -------------------------------------------------------------
+
+def start_scoring(config: XYPlotConfig, base=None):
+    """The plot's GridScoring: the scorer the settings name (or the base's default) and its β."""
+    from lora_studio.evaluate.grid_scores import GridScoring
+    from lora_studio.evaluate.scorers import default_scorer_name, load_scorer
+
+    scorer = load_scorer(config.scorer or default_scorer_name(config.base))
+    return GridScoring(scorer, beta=config.beta, dataset=config.score_dataset or None)
+
+
+def scoring_emit(scoring, planned, emit: Callable[[dict], None]) -> Callable[[dict], None]:
+    """emit, plus a `score` event after every `cell` event (the cell's PNG is on disk by then)."""
+    cells = {(c.x, c.y, c.z): c for c in planned.cells}
+    with_z = planned.shape[2] > 1
+
+    def emit_and_score(event: dict) -> None:
+        emit(event)
+        if event["type"] == runfiles.CELL:
+            cell = cells[(event["x"], event["y"], event.get("z", 0))]
+            record, cached = scoring.add(cell, Path(event["path"]))
+            emit(scoring.event(record, cached, with_z))
+
+    return emit_and_score
+
+
+def finish_scoring(scoring, grid: Path, emit: Callable[[dict], None]) -> dict:
+    """Write the grid's scores files and emit the recommendation; the job result's score fields."""
+    json_path, _csv_path, recommendation = scoring.write(grid)
+    if recommendation is not None:
+        emit({"type": runfiles.RECOMMENDATION, "epoch": recommendation["epoch"], "weight": recommendation["weight"],
+              "reason": recommendation["reason"], "path": str(json_path), "run": recommendation["run"]})
+    return {"scores": str(json_path), "recommendation": recommendation["reason"] if recommendation else None}
