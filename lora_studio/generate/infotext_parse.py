@@ -113,8 +113,11 @@ def _axis(fields: dict, letter: str, schedule: str | None) -> str:
     return f"{kind}={values}"
 
 
-def plot_from_infotext(text: str, **given) -> PastedPlot:
-    """The XY plot a pasted A1111 `parameters` text describes; `given` fields (base, run, …) are the user's."""
+def plot_from_infotext(text: str, defaults: dict | None = None, **given) -> PastedPlot:
+    """The XY plot a pasted A1111 `parameters` text describes; `given` fields (base, run, …) are the user's.
+
+    A field neither names comes from `defaults` (the CLI's flag defaults), else XYPlotConfig's.
+    """
     fields = parse_parameters(text)
     if not fields["Prompt"]:
         raise UserError("the pasted text has no prompt", "paste the whole text of A1111's PNG Info")
@@ -147,7 +150,7 @@ def plot_from_infotext(text: str, **given) -> PastedPlot:
             continue
         short = value if len(value) <= 40 else value[:37] + "…"
         ignored.append(f"{key} ({short})" if key in ("Model", "VAE", "Script") else key)
-    config = XYPlotConfig(**{**values, **given})
+    config = XYPlotConfig(**{**(defaults or {}), **values, **given})
     try:
         config.validate()
     except UserError as exc:

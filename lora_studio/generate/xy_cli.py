@@ -3,9 +3,11 @@
     lora-studio xy --base MODEL --run RUN_DIR --prompt "…" [--negative "…"] --x epoch
         --y "weight=0,0.3,0.5,0.6,0.7,0.8,0.9,1" [--z "run=DIR1,DIR2"] [--sr …] [--seed N]
         [--sampler "DPM++ 2M Karras"] [--steps 20] [--cfg 7] [--size 512x512] --output DIR
+    lora-studio xy --base MODEL --run RUN_DIR --infotext PARAMETERS.txt|GRID.png --output DIR
 
 The flags are config.XYPlotConfig's fields (a new field becomes a flag by itself); the plot is
-generate.xy_job.run_xy_plot, the same function the studio's worker runs.
+generate.xy_job.run_xy_plot, the same function the studio's worker runs. --infotext fills every field
+from an A1111 `parameters` text (generate/infotext_parse.py); a flag given beside it wins.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from lora_studio.errors import UserError
 from lora_studio.generate.xy_plan import AXIS_KINDS, parse_size, plan_from_config  # noqa: F401 (parse_size: the CLI's API)
 
 _TYPES = {"int": int, "float": float, "str": str}
+# the required flags an --infotext file supplies instead
+FROM_INFOTEXT = ("prompt", "x")
 
 
 def _flag(name: str) -> str:
@@ -38,22 +42,51 @@ def add_xy_parser(subparsers) -> None:
         kwargs = {"dest": name, "type": _TYPES[info["type"]], "help": info["help"]}
         if name == "x":  # the planner's own list, so a new axis shows up here by itself
             kwargs["help"] += " (kinds: " + ", ".join(AXIS_KINDS) + ")"
-        if info.get("cli_required"):
+        if info.get("cli_required") and name not in FROM_INFOTEXT:
             kwargs["required"] = True
         else:
-            kwargs["default"] = info.get("cli_default", info["default"])
+            kwargs["default"] = _flag_default(name)
         if info.get("choices"):
             kwargs["choices"] = [c for c in info["choices"] if c]  # "" (none) is the flag left out
         p.add_argument(_flag(name), **kwargs)
+    p.add_argument("--infotext", metavar="FILE",
+                   help="fill the fields from an A1111 parameters text (a .txt, or a PNG A1111 saved); flags win")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--output", help="folder for xy_grid-NNNN.png and its cells (not needed with --queue)")
     add_queue_arg(p)
     p.set_defaults(func=run_xy)
 
 
-def config_from_args(args) -> XYPlotConfig:
-    """The XYPlotConfig the flags describe."""
-    return xy_config_from_dict({name: getattr(args, name) for name in XY_FIELD_NAMES})
+def _flag_default(name: str):
+    """A flag's value when it is left out (None for the ones --infotext may supply)."""
+    info = xy_field_info(name)
+    if info.get("cli_required"):
+        return None
+    return info["default"] if info["type"] == "bool" else info.get("cli_default", info["default"])
+
+
+def config_from_args(args, notes: list[str] | None = None) -> XYPlotConfig:
+    """The XYPlotConfig the flags describe (and the --infotext file; `notes` gets what it could not use)."""
+    flags = {name: getattr(args, name) for name in XY_FIELD_NAMES}
+    infotext = getattr(args, "infotext", None)
+    if not infotext:
+        for name in FROM_INFOTEXT:
+            if flags[name] is None:
+                raise UserError(f"{_flag(name)} is required", "or give --infotext FILE with an A1111 parameters text")
+        return xy_config_from_dict(flags)
+    from lora_studio.generate.infotext_parse import plot_from_infotext, read_infotext_file, run_mismatch
+
+    # a flag left at its default says nothing; one the user set beats the pasted text
+    given = {name: value for name, value in flags.items() if value != _flag_default(name)}
+    defaults = {name: _flag_default(name) for name in XY_FIELD_NAMES if _flag_default(name) is not None}
+    pasted = plot_from_infotext(read_infotext_file(infotext), defaults, **given)
+    if notes is not None and pasted.warning():
+        notes.append(pasted.warning())
+    if pasted.config.run.strip():
+        wrong = run_mismatch(pasted.config.prompt, pasted.config.run)
+        if wrong:
+            raise UserError(wrong, "--run picks the run; the infotext's prompt names the LoRA files")
+    return pasted.config
 
 
 def plan_from_args(args):
@@ -88,7 +121,10 @@ def run_xy(args) -> int:
     from lora_studio.generate.xy_job import check_plot, run_xy_plot
     from lora_studio.models.load import load_base
 
-    config = config_from_args(args)
+    notes: list[str] = []
+    config = config_from_args(args, notes)
+    for note in notes:
+        print(note)
     if args.queue:
         job = jobs.submit_xy(config)
         print(f"queued as {job.id} for the studio's worker: {job.run_dir}")

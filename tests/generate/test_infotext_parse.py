@@ -81,3 +81,38 @@ def test_our_own_grid_text_and_older_a1111_texts_paste_back():
     with pytest.raises(UserError, match="'Checkpoint name' is not an axis"):
         plot_from_infotext("a\nSteps: 2, Seed: 1, Size: 8x8, Script: X/Y/Z plot, X Type: Checkpoint name, "
                            "X Values: \"a.safetensors\"")
+
+
+def test_xy_infotext_fills_the_command_and_a_flag_given_beside_it_wins(tibbie1_run, tmp_path, capsys):
+    import argparse
+
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from lora_studio.generate.xy_cli import add_xy_parser, config_from_args, plan_from_args
+
+    def args(*argv):
+        parser = argparse.ArgumentParser(prog="lora-studio")
+        add_xy_parser(parser.add_subparsers(dest="command", required=True))
+        return parser.parse_args(["xy", "--base", "toy", "--run", str(tibbie1_run), "--output", "out", *argv])
+
+    text_file = tmp_path / "parameters.txt"
+    text_file.write_text(SEED_TEXTS[2], encoding="utf-8")
+    notes = []
+    config = config_from_args(args("--infotext", str(text_file), "--steps", "4"), notes)
+    assert (config.steps, config.seed, config.share) == (4, 1680887032, "")  # the flag; the text; the CLI default
+    assert notes == [plot_from_infotext(SEED_TEXTS[2]).warning()]
+    assert "lying on beach" in config.prompt and config.x == "sr=01,02,03,04,05,06,07,08"
+
+    # the PNG A1111 saved holds the same text
+    png = tmp_path / "grid.png"
+    info = PngInfo()
+    info.add_text("parameters", SEED_TEXTS[0])
+    Image.new("RGB", (8, 8)).save(png, pnginfo=info)
+    assert plan_cells(plan_from_args(args("--infotext", str(png)))).shape == (8, 8, 1)
+
+    with pytest.raises(UserError, match="--prompt is required"):
+        config_from_args(args("--x", "epoch"))
+    other = write_run(tmp_path / "bs2", name="tibbie", epochs=(1,))
+    with pytest.raises(UserError, match="`Tibbie1-000001` is not a file of the run `bs2`"):
+        config_from_args(args("--infotext", str(text_file), "--run", str(other)))
