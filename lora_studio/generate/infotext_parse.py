@@ -39,6 +39,7 @@ class PastedPlot:
 
     config: XYPlotConfig
     ignored: list[str] = field(default_factory=list)  # 'Model (cuteyukimix…)', 'VAE hash', …
+    has_axes: bool = False  # the text is an X/Y/Z plot's: x, y and z come from it (else they are the defaults)
 
     def warning(self) -> str:
         """The one line that tells the user what the pasted text asked for and the plot leaves out."""
@@ -155,7 +156,7 @@ def plot_from_infotext(text: str, defaults: dict | None = None, **given) -> Past
         config.validate()
     except UserError as exc:
         raise UserError(f"the pasted text does not fit: {exc.message}", exc.hint) from None
-    return PastedPlot(config, ignored)
+    return PastedPlot(config, ignored, bool(axis_keys))
 
 
 def read_infotext_file(path: Path | str) -> str:

@@ -5,7 +5,8 @@ after training. The tab follows that job's events.jsonl on a timer: a progress b
 (rendered vs reused), a preview grid drawn from the finished cell PNGs, then the grid PNG and its
 share copy to download. The fields are `lora-studio xy`'s (config.XYPlotConfig), their labels, help and
 ranges taken from its field metadata; the handlers take and return plain values by field name, so tests
-call them without a browser.
+call them without a browser. "Paste parameters" fills the form from an A1111 `parameters` text
+(generate/infotext_parse.py); the run is still the user's pick.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from lora_studio.ui.xy_progress import PlotWatch, update, xy_jobs
 # compared on Z by their own picker.
 AXIS_TYPES = [(label, kind) for kind, (label, _) in AXIS_KINDS.items() if kind != "run"]
 NOTHING = "none"
+NOT_QUEUED = "<div class='ls-status'><b data-state='error'>Not queued</b> XY plot · see below, then Generate again</div>"
 SHARE_CHOICES = [("JPEG", "jpeg"), ("WebP", "webp"), ("no copy", NOTHING)]
 # The XYPlotConfig fields the form shows one widget each for (x, y and z get an axis picker; base is the run's).
 PLAIN_FIELDS = ("prompt", "negative", "seed", "sampler", "steps", "cfg", "size", "clip_skip", "batch_size", "margin",
@@ -59,6 +61,11 @@ def plot_runs() -> list[RunInfo]:
     alive = jobs.worker_running()
     found = []
     for job_dir in jobs.list_jobs():
+        try:
+            if jobs.load_job(job_dir).kind == "probe":  # an LR probe's one epoch was a DAdaptation test, not a LoRA
+                continue
+        except UserError:
+            pass  # an xy job's or a hand-edited job.toml: its folders are judged one by one below
         subruns = sorted(p for p in job_dir.iterdir() if (p / runfiles.JOB_FILE).is_file())
         for folder in [job_dir, *subruns]:
             stems = epoch_stems(folder)
@@ -96,6 +103,34 @@ def run_text(run: RunInfo) -> str:
     return (f"**Base model:** `{c.base_model}` · **epoch files:** {len(run.epoch_stems)} "
             f"(`{run.epoch_stems[0]}` … `{run.epoch_stems[-1]}`) · trained at {c.resolution} px, "
             f"batch {c.batch_size}, unet_lr {c.unet_lr:g}, {c.optimizer} · folder `{run.folder}`")
+
+
+def paste_fields(text: str, folder: str | None) -> tuple[dict[str, Any], str]:
+    """The form's values (by field name) from a pasted A1111 `parameters` text, and what to tell the user."""
+    from lora_studio.generate.infotext_parse import plot_from_infotext, run_mismatch
+    from lora_studio.generate.pipeline import parse_sampler
+
+    if not (text or "").strip():
+        raise UserError("nothing pasted", "copy the text A1111's PNG Info shows under 'parameters' into the box")
+    pasted = plot_from_infotext(text)
+    c = pasted.config
+    values = {name: getattr(c, name) for name in ("prompt", "negative", "seed", "steps", "cfg", "size", "clip_skip")}
+    notes = [pasted.warning()]
+    try:
+        sampler, schedule = parse_sampler(c.sampler)
+        values["sampler"] = sampler if schedule == "Automatic" else f"{sampler} {schedule}"
+    except UserError as exc:
+        notes.append(f"{exc.message}: the form keeps its sampler")
+    if pasted.has_axes:
+        for letter, spec in (("x", c.x), ("y", c.y)):
+            kind, _, axis_values = spec.partition("=")
+            values[f"{letter}_type"], values[f"{letter}_values"] = kind or NOTHING, axis_values
+        if c.z:
+            notes.append(f"its Z axis `{c.z}`: this tab compares runs on Z; `lora-studio xy --infotext` plots it")
+    run = find_run(folder)
+    wrong = run_mismatch(c.prompt, run.folder) if run else ""
+    said = "**Filled the form** from the pasted text." + "".join(f"\n\n⚠️ {n}" for n in [*notes, wrong] if n)
+    return values, said
 
 
 def run_defaults(run: RunInfo, prompt: str) -> dict[str, Any]:
@@ -187,6 +222,12 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
                 refresh = gr.Button("Refresh", size="sm", scale=1, elem_id="xy-refresh")
             run_info = gr.Markdown(run_text(first) if first else "No run with epoch files yet: train one first.",
                                    elem_id="xy-run-info")
+            with gr.Accordion("Paste parameters", open=False, elem_id="xy-paste-box"):
+                paste_text = gr.Textbox("", lines=4, show_label=False, elem_id="xy-paste",
+                                        placeholder="an A1111 'parameters' text (PNG Info): prompt, Negative prompt: …, "
+                                                    "Steps: 20, Sampler: …, Script: X/Y/Z plot, X Type: …")
+                paste_go = gr.Button("Fill the form", size="sm", elem_id="xy-paste-fill")
+                paste_note = gr.Markdown("", elem_id="xy-paste-note")
             f = {"prompt": widget("prompt", start["prompt"], lines=2,
                                   info="A1111 syntax; the axes rewrite the run's <lora:NAME-00000N:weight> tag"),
                  "negative": widget("negative", "lowres, bad anatomy, bad hands, worst quality")}
@@ -217,11 +258,12 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
             with gr.Row():
                 go = gr.Button("Generate", variant="primary", elem_id="xy-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="xy-stop", interactive=False)
-            message = gr.Markdown("", elem_id="xy-message")
         with gr.Column(scale=3, min_width=480):
             plot = gr.Dropdown([], value=None, label="Plot", elem_id="xy-job")
             status = gr.HTML("<div class='ls-status'>No plot yet: pick a run and press Generate.</div>",
                              elem_id="xy-status")
+            # at the top of the result pane, beside the grid it is about: a mistake is seen without scrolling
+            message = gr.Markdown("", elem_id="xy-message")
             image = gr.Image(None, label="Grid", interactive=False, elem_id="xy-grid", format="png", height=560)
             with gr.Row():
                 grid_file = gr.DownloadButton("Download grid PNG", value=None, interactive=False,
@@ -232,6 +274,7 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
     comps = {"run": run, "x_type": x_type, "x_values": x_values, "y_type": y_type, "y_values": y_values,
              "z_runs": z_runs, **f}
     watch = gr.State(PlotWatch())
+    run_seen = gr.State((str(first.folder), len(first.epoch_stems)) if first else None)  # (run, epoch files) shown
     parts = {"status": status, "message": message, "image": image, "grid_file": grid_file,
              "share_file": share_file, "stop": stop}
     outputs = [*parts.values(), plot, watch]
@@ -258,15 +301,36 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
         folders = {c[1] for c in choices}
         out = {run: gr.update(choices=choices, value=keep),
                z_runs: gr.update(choices=choices, value=[f for f in chosen or [] if f in folders])}
+        picked = next((r for r in listed if str(r.folder) == keep), None)
+        out[run_info] = run_text(picked) if picked else "No run with epoch files yet: train one first."
         # A run that appeared since the page opened takes the place of none: its fields follow it.
         return {**out, **(on_run(keep, text) if keep != folder else {})}
+
+    def on_tick(data: dict) -> dict:
+        # a run still training writes an epoch file now and then: its count and label follow
+        folder, seen = data[run], data[run_seen]
+        now = (folder, len(epoch_stems(Path(folder)))) if folder else None
+        out = show(data[watch])
+        if now == seen:
+            return out
+        return {**out, **on_runs(folder, data[z_runs], data[prompt]), run_seen: now}
+
+    def on_paste(text: str, folder: str | None) -> dict:
+        try:
+            values, said = paste_fields(text, folder)
+        except UserError as exc:
+            return {paste_note: error_text(exc)}
+        return {paste_note: said, **{comps[name]: value for name, value in values.items()}}
 
     def on_generate(data: dict) -> dict:
         w = data[watch]
         try:
             job_dir, text = generate({name: data[c] for name, c in comps.items()})
         except UserError as exc:
-            return {message: error_text(exc)}
+            # the previous grid would read as this plot's result: it goes, the mistake takes its place
+            return {message: error_text(exc), status: NOT_QUEUED, image: None,
+                    grid_file: gr.update(value=None, interactive=False),
+                    share_file: gr.update(value=None, interactive=False)}
         return show(w.follow(str(job_dir)), {message: text})
 
     def on_stop(w: PlotWatch) -> dict:
@@ -286,9 +350,11 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
     follow_run = [run_info, *(f[name] for name in ("prompt", "size", "seed", "clip_skip"))]  # run_defaults' fields
     refresh.click(on_runs, inputs=[run, z_runs, prompt], outputs=[run, z_runs, *follow_run], **quiet)
     tab.select(on_runs, inputs=[run, z_runs, prompt], outputs=[run, z_runs, *follow_run], show_progress="hidden")
+    paste_go.click(on_paste, inputs=[paste_text, run], outputs=[paste_note, *comps.values()], **quiet)
     run.input(on_run, inputs=[run, prompt], outputs=follow_run, **quiet)
     go.click(on_generate, inputs={*comps.values(), watch}, outputs=[*outputs, message], **quiet)
     stop.click(on_stop, inputs=watch, outputs=[*outputs, message], **quiet)
     plot.input(on_pick_plot, inputs=[plot, watch], outputs=outputs, show_progress="hidden")
-    gr.Timer(1.0).tick(show, inputs=watch, outputs=outputs, show_progress="hidden")
+    gr.Timer(1.0).tick(on_tick, inputs={watch, run, run_seen, z_runs, prompt},
+                       outputs=[*outputs, run_seen, run, z_runs, *follow_run], show_progress="hidden")
     demo.load(on_load, inputs=watch, outputs=outputs, show_progress="hidden")
