@@ -16,7 +16,7 @@ A newcomer learns all of it here:
         xy_grid-0001.png     an XY plot's grid (A1111 `parameters` text inside), its cells in xy_grid-0001/,
         xy_grid-0001-share.jpg  and the small copy to post
         xy_grid-0001.toml    the XY settings it was made with (its seed resolved)
-        xy_grid-0001-scores.json, xy_grid-0001-scores.csv  the grid's scores per cell and its recommendation
+        xy_grid-0001-scores.json, .csv, .png  the grid's scores per cell, its recommendation, heatmaps
 
 Every file but events.jsonl is written with atomic_write (temp file beside it, fsync, rename), so a
 killed process never leaves a half-written one: a reader sees the old file or the new one.
@@ -93,6 +93,11 @@ def xy_settings_file(grid: Path) -> Path:
 def scores_csv(grid: Path) -> Path:
     """The same cells as a CSV: xy_grid-0001-scores.csv."""
     return scores_file(grid).with_suffix(".csv")
+
+
+def scores_picture(grid: Path) -> Path:
+    """The scores as heatmaps (epoch × weight, one panel per score): xy_grid-0001-scores.png."""
+    return scores_file(grid).with_suffix(".png")
 
 
 # --- the event types -----------------------------------------------------------------------------

@@ -45,6 +45,31 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return save_diffusers_folder(build_tiny_components(seed=0), folder)
 
 
+@pytest.fixture(scope="session")
+def demo_lora(tmp_path_factory) -> tuple[Path, Path, dict]:
+    """The demo preset trained once per session on the demo frames (distorted ones excluded): (run, last file, result).
+
+    The run folder has its job.toml, as a studio run has, so a grid of it knows its dataset.
+    """
+    from lora_studio import jobs
+    from lora_studio.toy.proof import demo_config, train_demo_lora
+
+    home = tmp_path_factory.mktemp("demo-home")
+    old = os.environ.get("LORA_STUDIO_HOME")
+    os.environ["LORA_STUDIO_HOME"] = str(home)
+    try:
+        run = home / "run"
+        run.mkdir()
+        jobs.write_job_file(run, "train", demo_config())
+        lora, result = train_demo_lora(run)
+        return run, lora, result
+    finally:
+        if old is None:
+            os.environ.pop("LORA_STUDIO_HOME")
+        else:
+            os.environ["LORA_STUDIO_HOME"] = old
+
+
 @pytest.fixture
 def tiny_frames(tmp_path) -> Path:
     """8 tiny frames with tag captions, as a user's frame folder."""

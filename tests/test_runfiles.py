@@ -43,7 +43,7 @@ def test_every_event_a_train_probe_sweep_and_xy_job_writes_is_declared_with_its_
                         batch_sizes=[2, 4], start_worker=False).run_dir
     assert worker.run_job(sweep, bases=bases) == "done", jobs.last_event(sweep)
     plot = XYPlotConfig(base=str(tiny_model_dir), run=str(train), prompt="tibbie, <lora:tibbie-000001:0>",
-                        y="weight=0,1", steps=2, seed=3, size=f"{SIZE}x{SIZE}")
+                        y="weight=0,1", steps=2, seed=3, size=f"{SIZE}x{SIZE}", score=True, scorer="toy")
     xy = jobs.submit_xy(plot, start_worker=False).run_dir
     assert worker.run_job(xy, bases=bases) == "done", jobs.last_event(xy)
     odd_size = jobs.submit_xy(XYPlotConfig(**{**plot.to_dict(), "size": "33x33"}), start_worker=False).run_dir

@@ -133,6 +133,9 @@ class GridScoring:
         writer.writerows(ordered)
         csv_path = runfiles.scores_csv(grid)
         runfiles.atomic_write(csv_path, out.getvalue())
+        from lora_studio.evaluate.heatmap import write_heatmaps
+
+        write_heatmaps(grid, data)
         return json_path, csv_path, recommendation
 
 

@@ -12,22 +12,10 @@ from lora_studio.toy.proof import UNSEEN_PROMPT as UNSEEN
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """The demo preset trained on the demo frames, the distorted ones excluded in review."""
-    import os
-
-    from lora_studio.toy.proof import train_demo_lora
-
-    home = tmp_path_factory.mktemp("home")
-    old = os.environ.get("LORA_STUDIO_HOME")
-    os.environ["LORA_STUDIO_HOME"] = str(home)
-    try:
-        return train_demo_lora(home / "run")
-    finally:
-        if old is None:
-            os.environ.pop("LORA_STUDIO_HOME")
-        else:
-            os.environ["LORA_STUDIO_HOME"] = old
+def demo_run(demo_lora):
+    """The demo preset trained on the demo frames, the distorted ones excluded in review (once per session)."""
+    _run, lora, result = demo_lora
+    return lora, result
 
 
 @pytest.fixture(scope="module")
