@@ -307,6 +307,11 @@ def make_parser() -> argparse.ArgumentParser:
     add_xy_parser(sub)
     add_score_parser(sub)
     add_review_parser(sub)
+    from lora_studio.data.autotag_cli import add_tag_parser
+    from lora_studio.data.video_cli import add_frames_parser
+
+    add_frames_parser(sub)
+    add_tag_parser(sub)
     return parser
 
 

@@ -233,6 +233,19 @@ class ReviewState:
         self._store_tags(frame_id, tags, original_caption)
         self.save()
 
+    def set_tags_many(self, tags_by_id: dict[str, list[str]], originals: dict[str, str | None],
+                      what: str = "set the tags") -> int:
+        """Replace several frames' tags in one write, undone in one step (an auto-tagger's proposals)."""
+        before = copy.deepcopy(self._data["frames"])
+        for frame_id, tags in tags_by_id.items():
+            self._store_tags(frame_id, tags, originals.get(frame_id))
+        changed = sum(before.get(fid, {}).get("tags") != self._data["frames"].get(fid, {}).get("tags")
+                      for fid in tags_by_id)
+        if changed:
+            self._data["undo"] = {"what": f"{what} ({changed} frame{'s' if changed != 1 else ''})", "frames": before}
+            self.save()
+        return changed
+
     def reset_tags(self, frame_id: str) -> None:
         """Forget the edit: the caption file is used again."""
         self._remember(f"use the caption file of {frame_id}")

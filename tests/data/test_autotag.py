@@ -1,0 +1,78 @@
+"""Auto-tag (issue 16, item 2): the tagger's tags previewed, then stored as review edits or captions."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lora_studio.data import autotag
+from lora_studio.data.review_state import ReviewState, training_frames
+from lora_studio.errors import UserError
+
+DEMO = Path(__file__).resolve().parents[2] / "assets" / "demo-dataset"
+BACKGROUNDS = ("meadow", "beach", "sky", "night")
+
+
+@pytest.fixture
+def demo_frames(tmp_path) -> Path:
+    """The first 12 demo frames of the character, with their captions, in a folder of our own."""
+    folder = tmp_path / "tibbie"
+    folder.mkdir()
+    for png in sorted(DEMO.glob("frame_*.png"))[:12]:
+        shutil.copy(png, folder)
+        shutil.copy(png.with_suffix(".txt"), folder)
+    return folder
+
+
+def test_the_toy_tagger_finds_the_sheep_and_the_background_of_most_demo_frames(demo_frames):
+    results = autotag.tag_frames(demo_frames, autotag.load_tagger("toy"))
+    assert len(results) == 12
+    sheep = sum("sheep" in r.tags for r in results)
+    background = sum(any(b in r.tags for b in BACKGROUNDS if b in r.original.split(", ")) for r in results)
+    assert sheep >= 11 and background >= 9, autotag.preview_lines(results)
+
+
+def test_undesired_tags_stay_out_and_the_trigger_word_comes_first():
+    options = autotag.TagOptions(undesired=autotag.undesired_list("white fleece, Black_Face"), trigger_word="tibbie")
+    probs = {"sheep": 0.99, "white_fleece": 0.9, "black face": 0.8, "long_hair": 0.6, "^_^": 0.7, "sky": 0.1}
+    assert autotag.select_tags(probs, options) == ["tibbie", "sheep", "^_^", "long hair"]
+    # a tagger's own per-tag thresholds apply unless the user sets one; character tags have their own
+    assert autotag.select_tags({"sky": 0.3}, autotag.TagOptions(), thresholds={"sky": 0.25}) == ["sky"]
+    assert autotag.select_tags({"sky": 0.3}, autotag.TagOptions(general_threshold=0.5), {"sky": 0.25}) == []
+    kinds = {"hatsune_miku": "character", "general": "rating", "smile": "general"}
+    assert autotag.select_tags({"hatsune_miku": 0.8, "general": 0.9, "smile": 0.5}, autotag.TagOptions(),
+                               categories=kinds) == ["smile"]
+
+
+def test_tags_go_into_the_review_state_and_into_captions_only_when_asked_keeping_the_old_ones(demo_frames, capsys):
+    from lora_studio.cli import main
+
+    before = {p.name: p.read_text() for p in demo_frames.glob("*.txt")}
+    assert main(["tag", str(demo_frames), "--trigger", "tibbie", "--undesired", "white fleece"]) == 0
+    printed = capsys.readouterr().out
+    assert "frame_000.png: tibbie, sheep" in printed and "nothing written" in printed
+    assert ReviewState.load(demo_frames).edited_tags("frame_000.png") is None
+
+    assert main(["tag", str(demo_frames), "--trigger", "tibbie", "--undesired", "white fleece", "--write", "review"]) == 0
+    state = ReviewState.load(demo_frames)
+    edited = [state.edited_tags(f"frame_{i:03d}.png") for i in range(12)]
+    assert all(tags and tags[0] == "tibbie" and "white fleece" not in tags for tags in edited if tags)
+    assert sum(tags is not None for tags in edited) >= 6
+    assert {p.name: p.read_text() for p in demo_frames.glob("*.txt")} == before  # captions untouched
+    trained = {f.id: f.caption for f in training_frames(demo_frames).frames}
+    assert trained["frame_000.png"].startswith("tibbie, sheep")
+    assert state.undo_text.startswith("auto-tag")
+
+    assert main(["tag", str(demo_frames), "--trigger", "tibbie", "--write", "captions"]) == 0
+    for name, old in before.items():
+        assert (demo_frames / f"{name}.bak").read_text() == old
+        assert (demo_frames / name).read_text().startswith("tibbie, ")
+    # the caption files hold the tags now, so no edit is left to override them
+    assert all(ReviewState.load(demo_frames).edited_tags(f"frame_{i:03d}.png") is None for i in range(12))
+
+
+def test_an_unknown_or_missing_tagger_says_so():
+    with pytest.raises(UserError):
+        autotag.load_tagger("deepdanbooru")
