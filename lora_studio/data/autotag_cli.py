@@ -46,7 +46,7 @@ def run_tag(args) -> int:
     for line in autotag.preview_lines(results):
         print(line)
     if args.write == "preview":
-        print(f"nothing written; store these with --write review (tag edits) or --write captions (.txt files)")
+        print("nothing written; store these with --write review (tag edits) or --write captions (.txt files)")
         return 0
     if args.write == "captions":
         written = autotag.write_captions(results, args.caption_extension)

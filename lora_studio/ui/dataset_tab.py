@@ -20,7 +20,7 @@ from lora_studio.data.captions import join_tags
 from lora_studio.data.review import DatasetReview, FrameReview, review_dataset
 from lora_studio.data.review_state import ReviewState
 from lora_studio.errors import UserError
-from lora_studio.ui import current_dataset, thumbnails
+from lora_studio.ui import autotag_panel, current_dataset, thumbnails, video_import
 from lora_studio.ui.current_dataset import DatasetSession, need_review
 from lora_studio.ui.dataset_bulk import batch_edit, batch_scope, bulk_preview, set_kept_shown, undo, undo_text
 from lora_studio.ui.monitor import error_text
@@ -242,6 +242,8 @@ def build(page: gr.Tab, dataset_field: gr.Component | None = None, trigger_field
                                 info="follows the Train tab's dataset field; your files are never changed")
         trigger = gr.Textbox(trigger_word, label="Trigger word", elem_id="dataset-trigger", scale=2)
         review_button = gr.Button("Review", variant="primary", elem_id="dataset-review-button", scale=1)
+    video_panel = video_import.build()
+    tag_panel = autotag_panel.build()
     kept = gr.Markdown(kept_text(None), elem_id="dataset-kept")
     message = gr.Markdown("", elem_id="dataset-message")
     with gr.Row(equal_height=False):
@@ -364,6 +366,9 @@ def build(page: gr.Tab, dataset_field: gr.Component | None = None, trigger_field
     for button, extra, action in actions:
         button.click(acting(action), inputs=view | extra | {folder_box}, outputs=everything, **quiet)
     batch_tag.change(lambda s, t: batch_scope(s.review, t), inputs=[session, batch_tag], outputs=scope, **quiet)
+    video_import.wire(video_panel, folder_box)
+    autotag_panel.wire(tag_panel, session, folder_box, trigger, lambda s, d, note: full(s, d[show], d[sort], note),
+                       {show, sort}, everything)
     if dataset_field is not None:
         page.select(on_page, inputs=[session, dataset_field, trigger_field or gr.State(""), show, sort],
                     outputs=[*everything, folder_box, trigger], **quiet)
