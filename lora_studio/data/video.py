@@ -34,6 +34,8 @@ FADE_BRIGHTNESS = (0.7, 1.4)  # brightness outside these shares of the scene's m
 FADE_LEVEL_SHARE = 0.7  # a slow change mostly in overall brightness is a fade, not a dissolve
 FADE_STEP = 0.02  # brightness changing by this share per frame, the same way ...
 FADE_RUN = 3  # ... for this many frames in a row: a fade has begun
+ADAPTIVE_MIN_CHANGE = 0.04  # below cut_threshold, a change counts as a cut only if it is ...
+ADAPTIVE_RATIO = 5.0  # ... this many times the shot's recent mean change (PySceneDetect's AdaptiveDetector idea)
 TRANSITION_WINDOW_S = 0.5  # a change this large over this long, without a cut, is a dissolve or a fast pan
 MIN_SCENE_FRAMES = 3  # shorter shots are flashes, not scenes
 CANDIDATES_PER_STRETCH = 5  # frames decoded in full per stretch of a scene to find the sharpest
@@ -213,12 +215,13 @@ def _scan(path: Path, options: VideoImportOptions,
     scenes: list[list[_Seen]] = [[]]
     dropped: Counter = Counter()
     seen_count = 0
-    recent: deque = deque()  # (time, thumbnail) of the last TRANSITION_WINDOW_S
+    recent: deque = deque()  # (time, thumbnail, brightness) of the last TRANSITION_WINDOW_S
+    changes: deque = deque(maxlen=24)  # the current shot's recent frame-to-frame changes
     previous = None
     for key, t, frame in _frames(path, options.ranges):
         tick()
         seen_count += 1
-        thumb = frame.reformat(width=THUMB[0], height=THUMB[1], format="rgb24").to_ndarray().astype(np.float32)
+        thumb = _thumbnail(frame)
         luma = thumb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         seen = _Seen(key, t, float(luma.mean()), float(luma.std()))
         black = seen.brightness < BLACK_BRIGHTNESS and seen.contrast < BLACK_CONTRAST
@@ -229,10 +232,14 @@ def _scan(path: Path, options: VideoImportOptions,
             dropped["black"] += 1
             if scenes[-1]:
                 scenes.append([])  # black separates scenes: a fade out and in is a cut
-        elif change > options.cut_threshold:
+        elif change > options.cut_threshold or (
+                change > ADAPTIVE_MIN_CHANGE and len(changes) >= 3
+                and change > ADAPTIVE_RATIO * (float(np.mean(changes)) + 0.002)):
+            # a jump far above the shot's usual frame-to-frame change is a cut between similar-looking shots
             if scenes[-1]:
                 scenes.append([])
             recent.clear()
+            changes.clear()
         elif recent and (spread := float(np.abs(thumb - recent[0][1]).mean()) / 255) > options.cut_threshold:
             # A big change spread over many frames. When the overall level explains most of it, the
             # picture is fading; otherwise it is a dissolve between shots or a fast pan.
@@ -243,6 +250,8 @@ def _scan(path: Path, options: VideoImportOptions,
         if not black:
             scenes[-1].append(seen)
         recent.append((t, thumb, seen.brightness))
+        if previous is not None and not black:
+            changes.append(change)
         previous = thumb
     kept_scenes = []
     for scene in scenes:
@@ -265,6 +274,47 @@ def _scan(path: Path, options: VideoImportOptions,
         if any(not s.reason for s in scene):
             kept_scenes.append(scene)
     return kept_scenes, dropped, seen_count
+
+
+# BT.601 YUV → RGB, for the thumbnails taken straight from the decoded planes
+_YUV_TO_RGB = np.array([[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1.0, 1.772, 0.0]], dtype=np.float32)
+
+
+def _block_mean(plane, height: int, width: int, rows: int, cols: int) -> np.ndarray:
+    """A plane of the decoded frame averaged down to rows×cols (every 2nd pixel is plenty for a thumbnail)."""
+    a = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:height, :width]
+    a = a[::2, ::2]
+    a = a[:a.shape[0] // rows * rows, :a.shape[1] // cols * cols].astype(np.float32)
+    return a.reshape(rows, a.shape[0] // rows, cols, a.shape[1] // cols).mean(axis=(1, 3))
+
+
+def _thumbnail(frame) -> np.ndarray:
+    """THUMB-sized RGB float32 thumbnail of a decoded frame.
+
+    For 4:2:0 video (nearly all of it) the planes are averaged in numpy: swscale's conversion to a tiny
+    RGB copy costs more than decoding the frame.
+    """
+    cols, rows = THUMB
+    if frame.format.name in ("yuv420p", "yuvj420p") and frame.width >= 4 * cols and frame.height >= 4 * rows:
+        y = _block_mean(frame.planes[0], frame.height, frame.width, rows, cols)
+        u = _block_mean(frame.planes[1], frame.height // 2, frame.width // 2, rows, cols) - 128.0
+        v = _block_mean(frame.planes[2], frame.height // 2, frame.width // 2, rows, cols) - 128.0
+        if frame.format.name == "yuv420p":  # limited range: black is 16, white 235
+            y, u, v = (y - 16.0) * (255 / 219), u * (255 / 224), v * (255 / 224)
+        rgb = np.stack([y, u, v], axis=-1) @ _YUV_TO_RGB.T
+        return np.clip(rgb, 0, 255)
+    return frame.reformat(width=cols, height=rows, format="rgb24",
+                          interpolation="AREA").to_ndarray().astype(np.float32)
+
+
+def _frame_image(frame, size: int | None, square: bool) -> Image.Image:
+    """The decoded frame at the training size, scaled by swscale (much faster than Pillow at 1080p)."""
+    if size and min(frame.width, frame.height) > size:
+        scale = size / min(frame.width, frame.height)
+        width, height = max(size, round(frame.width * scale)), max(size, round(frame.height * scale))
+        return to_training_size(frame.reformat(width=width, height=height, format="rgb24",
+                                               interpolation="AREA").to_image(), None, square)
+    return to_training_size(frame.to_image(), None, square)
 
 
 def _mark_fades(scene: list[_Seen]) -> None:
@@ -412,7 +462,7 @@ def import_videos(videos: list[str | Path], out_dir: str | Path, options: VideoI
             if key not in owner:
                 continue
             index, scene = owner[key]
-            image = to_training_size(frame.to_image(), options.size, options.square)
+            image = _frame_image(frame, options.size, options.square)
             decoded.setdefault(index, []).append((measure_frame(image), image, t, scene))
             if len(decoded[index]) == len(stretches[index]):
                 _keep_sharpest(decoded.pop(index), path, kept, result)
