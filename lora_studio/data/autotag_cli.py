@@ -12,7 +12,8 @@ def add_tag_parser(subparsers) -> None:
     p = subparsers.add_parser("tag", help="auto-tag the frames of a folder (toy judge or a WD14 tagger)")
     p.add_argument("dataset", metavar="DIR", help="folder of frames")
     p.add_argument("--tagger", choices=("toy", "wd14"), default="toy",
-                   help="toy: the toy world's judge (offline); wd14: SmilingWolf's WD14 ONNX tagger (anime)")
+                   help="toy: the toy world's judge (offline); wd14: SmilingWolf's WD14 ONNX tagger (anime; downloaded "
+                        "once, or read from the folder LORA_STUDIO_ONNX_DIR names)")
     p.add_argument("--threshold", type=float, help="general tag threshold (default: the tagger's own, else 0.35)")
     p.add_argument("--character-threshold", type=float, default=0.85, help="threshold for character-name tags")
     p.add_argument("--keep-underscores", action="store_true", help="keep the tagger's underscores (long_hair)")

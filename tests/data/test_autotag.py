@@ -76,3 +76,37 @@ def test_tags_go_into_the_review_state_and_into_captions_only_when_asked_keeping
 def test_an_unknown_or_missing_tagger_says_so():
     with pytest.raises(UserError):
         autotag.load_tagger("deepdanbooru")
+
+
+def _tiny_onnx():
+    """tests/evaluate/tiny_onnx.py, the anime tests' tiny WD14 stand-in (loaded by path: another test folder)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tiny_onnx_for_autotag",
+                                                  Path(__file__).resolve().parents[1] / "evaluate" / "tiny_onnx.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_wd14_tagger_tags_frames_with_its_categories_and_thresholds(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("onnxruntime")
+    from PIL import Image
+
+    from lora_studio.cli import main
+    from lora_studio.evaluate.wd14 import DEFAULT_TAGGER_REPO
+
+    tiny = _tiny_onnx()
+    tiny.build_tagger(tmp_path / "models" / DEFAULT_TAGGER_REPO)
+    monkeypatch.setenv("LORA_STUDIO_ONNX_DIR", str(tmp_path / "models"))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    Image.new("RGB", (64, 64), (230, 20, 20)).save(folder / "red.png")
+    Image.new("RGB", (64, 64), (20, 150, 230)).save(folder / "blue.png")  # green 150: the character at 0.75
+
+    assert main(["tag", str(folder), "--tagger", "wd14", "--trigger", "tibbie", "--write", "review"]) == 0
+    state = ReviewState.load(folder)
+    assert state.edited_tags("red.png") == ["tibbie", "red theme"]  # no rating, no emoticon under 0.35
+    assert state.edited_tags("blue.png") == ["tibbie", "blue theme"]  # the character is under 0.85
+    assert main(["tag", str(folder), "--tagger", "wd14", "--character-threshold", "0.7"]) == 0
+    assert "blue.png: blue theme, tibbie (toy)" in capsys.readouterr().out
