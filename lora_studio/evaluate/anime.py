@@ -25,7 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
-from lora_studio.evaluate.onnx_models import ModelFile, fetch_files, input_size, open_session
+from lora_studio.errors import UserError
+from lora_studio.evaluate.onnx_models import ModelFile, batch_limit, fetch_files, input_size, open_session
 from lora_studio.evaluate.scorer import ScoreRequest, Scores, Thresholds
 from lora_studio.evaluate.wd14 import DEFAULT_TAGGER_REPO, GENERAL_THRESHOLD, WD14Tagger
 
@@ -115,8 +116,8 @@ class AnimeScorer:
         self.thresholds = Thresholds(fidelity=0.5, adherence=GENERAL_THRESHOLD, quality=0.5)
 
     def _batched(self, session, rows: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate([_run(session, np.stack(rows[i:i + self.batch_size]))
-                               for i in range(0, len(rows), self.batch_size)])
+        size = batch_limit(session, self.batch_size)
+        return np.concatenate([_run(session, np.stack(rows[i:i + size])) for i in range(0, len(rows), size)])
 
     def features(self, images: Sequence) -> np.ndarray:
         """CCIP features, one row per image."""
@@ -129,6 +130,8 @@ class AnimeScorer:
     def fidelity(self, features: np.ndarray, reference: np.ndarray) -> np.ndarray:
         """Per image, the share of reference frames CCIP calls the same character (difference < threshold)."""
         reference = np.asarray(reference, dtype=np.float32)
+        if len(reference) == 0:
+            raise UserError("no kept frames to compare the images with", "keep some frames in the dataset's review")
         # The metric graph compares every pair of the rows it is given (as imgutils' ccip_batch_differences).
         differences = _run(self.ccip_metric, np.concatenate([reference, features]))
         cross = differences[:len(reference), len(reference):]

@@ -11,14 +11,16 @@ Where a file comes from, in order:
 1. a local folder (`model_dir=` or the `LORA_STUDIO_ONNX_DIR` environment variable) laid out as
    `FOLDER/REPO_ID/FILENAME`, e.g. `FOLDER/deepghs/ccip_onnx/ccip-caformer-24-randaug-pruned/model_feat.onnx`,
    which is what `hf download REPO FILE --local-dir FOLDER/REPO` writes on a connected machine;
-2. the Hugging Face hub cache (HF_HOME / HF_HUB_CACHE), downloading on first use with huggingface_hub's
-   own tqdm progress bars. HF_HUB_OFFLINE=1 uses the cache only.
+2. the Hugging Face hub cache (HF_HOME / HF_HUB_CACHE): a cached file is used without asking the hub;
+   a missing one is downloaded once, with a line on stderr and huggingface_hub's own tqdm progress bar
+   (the worker's log in the studio). HF_HUB_OFFLINE=1 never asks the hub.
 Whatever is missing is named in one UserError, with the commands that fetch it.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,15 +76,24 @@ def fetch_files(files: list[ModelFile], model_dir: str | os.PathLike | None = No
         found = {f: folder / f.repo_id / f.filename for f in files}
         missing = [f for f, path in found.items() if not path.is_file()]
         if missing:
-            raise _missing_error(missing, f"not in the model folder {folder}")
+            raise _missing_error(missing, "{are} not in the model folder", str(folder))
         return found
 
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
     cache, local_only = _hub_cache(), _offline()
-    found, missing, why = {}, [], "not in the Hugging Face cache and HF_HUB_OFFLINE is set" if local_only else ""
+    found, missing = {}, []
+    why = "{are} not in the Hugging Face cache and HF_HUB_OFFLINE is set" if local_only else ""
     for f in files:
+        cached = try_to_load_from_cache(f.repo_id, f.filename, cache_dir=cache)
+        if isinstance(cached, str):
+            # Once downloaded, a file is used as it is: no request to the hub (an offline machine would wait
+            # through its retries), and the scores keep meaning the same until the user deletes the cache.
+            found[f] = Path(cached)
+            continue
+        if not local_only:
+            print(f"downloading {f} (once) into {cache}", file=sys.stderr, flush=True)
         try:
             found[f] = Path(hf_hub_download(f.repo_id, f.filename, cache_dir=cache, local_files_only=local_only))
         except LocalEntryNotFoundError:
@@ -90,23 +101,28 @@ def fetch_files(files: list[ModelFile], model_dir: str | os.PathLike | None = No
             # so look for the rest in the cache only and name everything missing at once.
             missing.append(f)
             local_only = True
-            why = why or "could not be downloaded (no connection?) and is not in the Hugging Face cache"
+            why = why or "could not be downloaded (no connection?) and {are} not in the Hugging Face cache"
         except (EntryNotFoundError, HfHubHTTPError) as exc:
             missing.append(f)
-            why = why or f"could not be downloaded ({exc.__class__.__name__}: {str(exc).splitlines()[0]})"
+            why = why or f"could not be downloaded ({exc.__class__.__name__})"
     if missing:
-        raise _missing_error(missing, f"{why} ({cache})")
+        raise _missing_error(missing, why, cache)
     return found
 
 
-def _missing_error(missing: list[ModelFile], why: str) -> UserError:
+def _missing_error(missing: list[ModelFile], why: str, where: str) -> UserError:
+    """One error for every missing file: which, why, where looked, and the commands that fetch them."""
     names = ", ".join(str(f) for f in missing)
-    commands = "; ".join(f"hf download {f.repo_id} {f.filename}" for f in missing)
+    by_repo: dict[str, list[str]] = {}
+    for f in missing:
+        by_repo.setdefault(f.repo_id, []).append(f.filename)
+    commands = "; ".join(f"hf download {repo} {' '.join(filenames)}" for repo, filenames in by_repo.items())
+    plural = len(missing) > 1
     return UserError(
-        f"model file{'s' if len(missing) > 1 else ''} {names} {why}",
-        f"on a connected machine run `{commands}` (or `huggingface-cli download …` with older huggingface_hub) "
-        f"and copy its ~/.cache/huggingface/hub here, or put the files under a folder as REPO/FILE and set "
-        f"{MODEL_DIR_ENV} to it; then HF_HUB_OFFLINE=1 keeps everything local")
+        f"model file{'s' if plural else ''} {names} {why.replace('{are}', 'are' if plural else 'is')} ({where})",
+        f"on a connected machine run `{commands}` (`huggingface-cli download …` with older huggingface_hub) "
+        f"and copy its ~/.cache/huggingface/hub here, or put the files in a folder as REPO/FILE and set "
+        f"{MODEL_DIR_ENV} to it; HF_HUB_OFFLINE=1 then keeps everything local")
 
 
 def open_session(path: str | os.PathLike, device: str = "cpu"):
@@ -129,3 +145,9 @@ def input_size(session, default: int) -> int:
     shape = session.get_inputs()[0].shape
     sizes = [d for d in shape[1:] if isinstance(d, int) and d > 3]
     return sizes[0] if sizes else default
+
+
+def batch_limit(session, default: int) -> int:
+    """How many images one run may take: the model's fixed batch size if it has one (some exports fix 1)."""
+    batch = session.get_inputs()[0].shape[0]
+    return batch if isinstance(batch, int) and batch > 0 else default

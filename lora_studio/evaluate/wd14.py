@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from lora_studio.evaluate.onnx_models import ModelFile, fetch_files, input_size, open_session
+from lora_studio.evaluate.onnx_models import ModelFile, batch_limit, fetch_files, input_size, open_session
 
 DEFAULT_TAGGER_REPO = "SmilingWolf/wd-swinv2-tagger-v3"
 MODEL_FILENAME = "model.onnx"
@@ -79,9 +79,7 @@ class WD14Tagger:
         # Per tag, the threshold the tagging flow applies when it has no general threshold of its own.
         self.tag_thresholds = {t: (self.character_threshold if c == "character" else self.general_threshold)
                                for t, c in self.tag_categories.items()}
-        batch = self.session.get_inputs()[0].shape[0]
-        # v2 taggers were exported with a fixed batch of 1 in places; v3 take any batch.
-        self._batch = batch if isinstance(batch, int) and batch > 0 else 16
+        self._batch = batch_limit(self.session, 16)
 
     def probabilities(self, images: Sequence) -> np.ndarray:
         """The raw output: one row of tag probabilities per image, in `self.names` order."""

@@ -124,7 +124,7 @@ def test_offline_without_the_models_is_one_error_naming_every_file_and_how_to_ge
                  "deepghs/ai_image_corrupted/caformer_s36_v0_focal/model.onnx"):
         assert name in caught.value.message
     assert "HF_HUB_OFFLINE" in caught.value.message
-    assert "hf download SmilingWolf/wd-swinv2-tagger-v3 model.onnx" in caught.value.hint
+    assert "hf download SmilingWolf/wd-swinv2-tagger-v3 model.onnx selected_tags.csv" in caught.value.hint
     assert "LORA_STUDIO_ONNX_DIR" in caught.value.hint
 
 
