@@ -140,6 +140,11 @@ class AnimeScorer:
     def quality(self, images: Sequence) -> np.ndarray:
         """Per image, 1 − the classifier's probability that it is AI-corrupted."""
         probs = self._batched(self.corrupt, [corrupt_input(im, self.corrupt_size) for im in images])
+        # imgutils reads this output as probabilities (softmax in the export); should a model give logits
+        # instead (rows not summing to 1; not checked on the real file here, no downloads), take their softmax.
+        if not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3):
+            e = np.exp(probs - probs.max(axis=1, keepdims=True))
+            probs = e / e.sum(axis=1, keepdims=True)
         return 1.0 - np.clip(probs[:, self.corrupt_index], 0.0, 1.0)
 
     def score(self, images: Sequence, requests: Sequence[ScoreRequest], reference: np.ndarray) -> list[Scores]:
