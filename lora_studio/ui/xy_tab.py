@@ -353,6 +353,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
     paste_go.click(on_paste, inputs=[paste_text, run], outputs=[paste_note, *comps.values()], **quiet)
     run.input(on_run, inputs=[run, prompt], outputs=follow_run, **quiet)
     go.click(on_generate, inputs={*comps.values(), watch}, outputs=[*outputs, message], **quiet)
+    # Generate sits at the foot of a long form: a new answer (queued, or the mistake) is brought into view
+    message.change(None, js="() => document.getElementById('xy-message')?.scrollIntoView({block: 'nearest'})")
     stop.click(on_stop, inputs=watch, outputs=[*outputs, message], **quiet)
     plot.input(on_pick_plot, inputs=[plot, watch], outputs=outputs, show_progress="hidden")
     gr.Timer(1.0).tick(on_tick, inputs={watch, run, run_seen, z_runs, prompt},

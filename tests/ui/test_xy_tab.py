@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lora_studio import jobs, paths, runfiles, worker
-from lora_studio.config import TrainConfig, save_config
+from lora_studio.config import TrainConfig, save_config, xy_field_info
 from lora_studio.errors import UserError
 from lora_studio.generate.xy_job import axis_runs, check_plot
 from lora_studio.ui import xy_progress as progress
@@ -55,7 +55,8 @@ def fake_sweep(trained: Path, sizes=(1, 2)) -> Path:
 def form(run: Path, **changes) -> dict:
     """The tab's fields as a user leaves them after picking the run (small, quick values)."""
     info = tab.find_run(str(run))
-    values = {"run": str(run), "negative": "lowres", "x_type": "epoch", "x_values": "", "y_type": "weight",
+    defaults = {name: xy_field_info(name)["default"] for name in tab.PLAIN_FIELDS}  # fields a test leaves alone
+    values = {**defaults, "run": str(run), "negative": "lowres", "x_type": "epoch", "x_values": "", "y_type": "weight",
               "y_values": "0,1", "z_runs": [], "sampler": "DPM++ 2M Karras", "steps": 2, "cfg": 7,
               "batch_size": 0, "margin": 0, "legend": True, "use_cache": True, "share": "jpeg",
               **tab.run_defaults(info, "")}
@@ -211,3 +212,50 @@ def test_pick_a_run_generate_and_download_the_grid_in_the_browser(trained, tiny_
             finally:
                 browser.close()
 
+
+
+@pytest.mark.slow
+def test_the_epoch_count_follows_training_and_a_pasted_mistake_replaces_the_old_grid_in_the_browser(
+        trained, tiny_model_dir, studio_home, tmp_path):
+    import re
+
+    from playwright.sync_api import expect
+
+    from test_studio_browser import browser_page, running_studio, screenshot_dir
+
+    job_dir, _ = tab.generate(form(trained), start_worker=False)  # an earlier plot: the tab opens on its grid
+    assert worker.run_job(job_dir) == "done", jobs.last_event(job_dir)
+    seed_text = (Path(__file__).parents[1] / "generate" / "seed_infotexts.txt").read_text(encoding="utf-8")
+    pasted = [b for b in seed_text.split("\n\n") if b.startswith("Prompt:")][0]
+    with running_studio(studio_home, tmp_path, "--base", str(tiny_model_dir), "--name", "tibbie") as url, \
+            browser_page(url) as page:
+        page.get_by_role("tab", name="XY plot").click()
+        info = page.locator("#xy-run-info")
+        expect(info).to_contain_text("epoch files: 2 (")
+        expect(page.locator("#xy-grid img")).to_be_visible()
+
+        # The run trains on: its third epoch file lands while the tab is open, and the tab says so.
+        shutil.copy(trained / "tibbie-000002.safetensors", trained / "tibbie-000003.safetensors")
+        expect(info).to_contain_text("epoch files: 3 (", timeout=15_000)
+        expect(info).to_contain_text("tibbie-000003")
+        expect(page.locator("#xy-run input")).to_have_value(re.compile("3 epoch files"))
+
+        # Paste the write-up's parameters: the form fills, and what it leaves out is said.
+        page.locator("#xy-paste-box").get_by_text("Paste parameters").click()
+        page.locator("#xy-paste textarea").fill(pasted)
+        page.locator("#xy-paste-fill").click()
+        expect(page.locator("#xy-prompt textarea")).to_have_value(re.compile(r"<lora:Tibbie1-000001:0>$"))
+        expect(page.locator("#xy-x-values textarea, #xy-x-values input").first).to_have_value("01,02,03,04,05,06,07,08")
+        note = page.locator("#xy-paste-note")
+        expect(note).to_contain_text("Not used from the pasted text: Model hash; Model (cuteyukimixAdorable")
+        expect(note).to_contain_text("is not a file of the run")
+
+        # Generate anyway: the mistake takes the old grid's place at the top of the result pane.
+        page.locator("#xy-generate").click()
+        message = page.locator("#xy-message")
+        expect(message).to_contain_text("LoRA 'Tibbie1-000001' from the prompt is not in")
+        expect(message).to_be_in_viewport()
+        expect(page.locator("#xy-grid img")).to_have_count(0)
+        expect(page.locator("#xy-status")).to_contain_text("Not queued")
+        expect(page.locator("#xy-download-grid")).to_be_disabled()
+        page.screenshot(path=str(screenshot_dir(tmp_path) / "xy-mistake.png"), full_page=False)
