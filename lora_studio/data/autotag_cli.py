@@ -41,9 +41,12 @@ def run_tag(args) -> int:
                                  undesired=autotag.undesired_list(args.undesired), trigger_word=trigger,
                                  keep_existing=args.add)
     tagger = autotag.load_tagger(args.tagger)
+    live = sys.stderr.isatty()  # a log file gets no progress line, only the result
     results = autotag.tag_frames(args.dataset, tagger, options, caption_extension=args.caption_extension,
-                                 progress=lambda f, what: print(f"\r{what}", end="", file=sys.stderr, flush=True))
-    print(file=sys.stderr)
+                                 progress=lambda f, what: live and print(f"\r{what}\033[K", end="", file=sys.stderr,
+                                                                         flush=True))
+    if live:
+        print("\r\033[K", end="", file=sys.stderr)
     for line in autotag.preview_lines(results):
         print(line)
     if args.write == "preview":
