@@ -2,8 +2,10 @@
 
 The review itself is `data.review.review_dataset` (Pillow + numpy statistics, no torch); decisions
 and tag edits go straight to `ReviewState`, which writes its own file in the studio's data folder —
-the user's images and caption files are never touched. The handlers below take and return plain
-values so tests call them without a browser; `build` only wires them to components.
+the user's images and caption files are never touched (except by "Tag frames" when the user asks it to
+write captions, keeping the old ones; ui/autotag_panel.py). "Import video" (ui/video_import.py) makes new
+frame folders. The handlers below take and return plain values so tests call them without a browser;
+`build` only wires them to components.
 """
 
 from __future__ import annotations
