@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from lora_studio.errors import UserError
+from lora_studio.models.base import load_diffusers_folder
 
 CONFIG_FILES = ["model_index.json", "scheduler/scheduler_config.json", "tokenizer/*",
                 "unet/config.json", "vae/config.json", "text_encoder/config.json"]
@@ -23,8 +24,6 @@ TRUE = {"1", "ON", "YES", "TRUE"}
 
 def load_hub_model(repo_id: str, cache_dir: str | Path | None = None):
     """Load an SD1.5 diffusers repo from the hub cache (downloading it when online), as a BaseModel."""
-    from lora_studio.models.load import load_diffusers_folder
-
     online = not hub_offline() and hub_reachable(repo_id)  # asked once: the two fetches below share it
     folder = fetch(repo_id, CONFIG_FILES, cache_dir, online=online)
     check_sd15_configs(folder, repo_id)

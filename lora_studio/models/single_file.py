@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lora_studio import paths
 from lora_studio.errors import UserError
+from lora_studio.models.base import BaseModel, check_sd15, describe_source
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -27,7 +28,6 @@ def sd15_config_dir() -> Path:
 
 def load_single_file(path: str | Path, config_dir: str | Path | None = None):
     """Load an SD1.5 single-file checkpoint into a BaseModel, offline, with a UserError for anything unusable."""
-    from lora_studio.models.load import BaseModel, check_sd15, describe_source
     from lora_studio.models.tiny import load_clip_tokenizer
 
     path = Path(path).expanduser()

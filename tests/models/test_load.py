@@ -279,3 +279,15 @@ def test_a_checkpoint_of_another_size_does_not_fit_the_sd15_config(tiny_checkpoi
     # Through load_base the shipped real-SD1.5 config is used: tiny weights cannot fit it.
     with pytest.raises(UserError, match="does not match the SD1.5 layout|missing"):
         load_base(str(tiny_checkpoint["path"]))
+
+
+def test_the_loaders_build_on_base_and_never_import_the_dispatcher():
+    # load.py picks a loader; hub.py and single_file.py import models/base.py only (no import circle)
+    import ast
+
+    from lora_studio import paths
+
+    for name in ("hub", "single_file", "base"):
+        tree = ast.parse((paths.project_root() / "lora_studio" / "models" / f"{name}.py").read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert "lora_studio.models.load" not in imported, name
