@@ -217,6 +217,7 @@ def _scan(path: Path, options: VideoImportOptions,
     seen_count = 0
     recent: deque = deque()  # (time, thumbnail, brightness) of the last TRANSITION_WINDOW_S
     changes: deque = deque(maxlen=24)  # the current shot's recent frame-to-frame changes
+    gradual = False  # inside a dissolve or fade found over the window
     previous = None
     for key, t, frame in _frames(path, options.ranges):
         tick()
@@ -232,6 +233,7 @@ def _scan(path: Path, options: VideoImportOptions,
             dropped["black"] += 1
             if scenes[-1]:
                 scenes.append([])  # black separates scenes: a fade out and in is a cut
+            gradual = False
         elif change > options.cut_threshold or (
                 change > ADAPTIVE_MIN_CHANGE and len(changes) >= 3
                 and change > ADAPTIVE_RATIO * (float(np.mean(changes)) + 0.002)):
@@ -240,12 +242,20 @@ def _scan(path: Path, options: VideoImportOptions,
                 scenes.append([])
             recent.clear()
             changes.clear()
+            gradual = False
         elif recent and (spread := float(np.abs(thumb - recent[0][1]).mean()) / 255) > options.cut_threshold:
             # A big change spread over many frames. When the overall level explains most of it, the
             # picture is fading; otherwise it is a dissolve between shots or a fast pan.
             level = abs(seen.brightness - recent[0][2]) / 255
             seen.reason = "fade" if level > FADE_LEVEL_SHARE * spread else "transition"
-        elif seen.contrast < FLAT_CONTRAST:
+            gradual = True
+        elif gradual:
+            # the first steady frame after a dissolve or fade starts a new scene, as a cut would
+            gradual = False
+            if any(not f.reason for f in scenes[-1]):
+                scenes.append([])
+            changes.clear()
+        if not seen.reason and not black and seen.contrast < FLAT_CONTRAST:
             seen.reason = "fade"
         if not black:
             scenes[-1].append(seen)

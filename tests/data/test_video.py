@@ -9,7 +9,7 @@ import pytest
 from lora_studio.data import checks
 from lora_studio.data.video import VideoImportOptions, import_videos, parse_ranges
 from lora_studio.errors import UserError
-from video_helpers import FPS, write_toy_video
+from video_helpers import FPS, write_dissolve_video, write_toy_video
 
 pytest.importorskip("av")
 
@@ -43,6 +43,13 @@ def test_a_video_gives_sharp_distinct_frames_of_every_scene_and_no_black_or_fadi
         assert png.with_suffix(".txt").read_text() == ""
     assert "5 scenes" in result.summary() and "black frame" in result.summary()
     assert steps[-1][0] == 1.0 and any("left" in what for _, what in steps)
+
+
+def test_a_dissolve_between_two_shots_keeps_both_and_none_of_the_blended_frames(tmp_path):
+    shown = write_dissolve_video(tmp_path / "dissolve.mp4")
+    result = import_videos([tmp_path / "dissolve.mp4"], tmp_path / "frames")
+    assert result.scenes == 2
+    assert {_scene_of(p, shown) for p in result.written} == {"meadow", "night"}
 
 
 def test_a_cap_a_time_range_and_a_training_size(toy_video, tmp_path):
