@@ -194,7 +194,7 @@ def _train(config: TrainConfig, run_dir: Path, *, emit, should_stop, resume: boo
     unet.train()
     text_encoder.train(train_te)
     last_loss = float("nan")
-    stopped = stop_asked = False
+    stopped = False
     try:
         for epoch in range(step // per_epoch, config.epochs):
             # The batch order of an epoch depends only on (seed, epoch), so a resume can skip into it.
@@ -247,10 +247,10 @@ def _train(config: TrainConfig, run_dir: Path, *, emit, should_stop, resume: boo
                     emit({"type": runfiles.STEP, "step": step, "epoch": epoch + 1, "loss": last_loss,
                           "lr_unet": lr_unet, "lr_te": lr_te if train_te else 0.0, "total_steps": total_steps,
                           "elapsed_s": round(time.time() - started_at, 3)})
-                # The one stop rule: a stop ends the run after the current step, except on an epoch's last
-                # step, where the epoch first saves its file, state and samples below (and then stops).
-                stop_asked = should_stop()
-                if stop_asked and step < (epoch + 1) * per_epoch:
+                # The one stop rule, asked once a step: right after the step, except on an epoch's last step,
+                # where it is asked once the epoch has saved its file, state and samples (below), so a stop
+                # asked meanwhile still keeps them. Once a step, so every process asks equally often.
+                if step < (epoch + 1) * per_epoch and should_stop():
                     stopped = True
                     break
             if stopped:
@@ -263,7 +263,7 @@ def _train(config: TrainConfig, run_dir: Path, *, emit, should_stop, resume: boo
             if is_main and config.sample_prompts and config.sample_every_n_epochs and (
                     epoch_done % config.sample_every_n_epochs == 0 or epoch_done == config.epochs):
                 _sample(config, base, accelerator, unet, text_encoder, run_dir, epoch_done, emit)
-            if stop_asked or should_stop():  # asked again: a stop while the epoch saved and sampled
+            if should_stop():  # the epoch's last step's turn of the one stop rule
                 stopped = step < total_steps
                 break
     except OSError as exc:

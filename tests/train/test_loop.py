@@ -21,12 +21,16 @@ def tiny_config(tiny_model_dir, frames, **changes):
 
 
 def test_two_epochs_give_two_numbered_files_a1111_and_diffusers_can_load(tiny_model_dir, tiny_frames, tmp_path):
-    events = []
-    result = train(tiny_config(tiny_model_dir, tiny_frames, unet_lr=1e-2), tmp_path / "run", events.append)
+    events, asked = [], []  # asked: (steps, checkpoints) each time the loop asks whether to stop
+    result = train(tiny_config(tiny_model_dir, tiny_frames, unet_lr=1e-2), tmp_path / "run", events.append,
+                   should_stop=lambda: asked.append(tuple(sum(e["type"] == t for e in events)
+                                                          for t in ("step", "checkpoint"))) or False)
     files = sorted(p.name for p in (tmp_path / "run").glob("*.safetensors"))
     assert files == ["tibbie-000001.safetensors", "tibbie-000002.safetensors"]
     assert [e["epoch"] for e in events if e["type"] == "checkpoint"] == [1, 2]
     assert result["steps"] == 8 and not result["stopped"]
+    # one stop rule, asked once a step; on an epoch's last step only once the epoch's file is saved
+    assert asked == [(1, 0), (2, 0), (3, 0), (4, 1), (5, 1), (6, 1), (7, 1), (8, 2)]
 
     from safetensors.torch import load_file
 
