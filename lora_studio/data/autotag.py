@@ -154,7 +154,7 @@ def write_captions(results: Sequence[FrameTags], caption_extension: str = ".txt"
     written = []
     for r in results:
         caption = r.caption_path or r.path.with_suffix(caption_extension)
-        if caption.is_file() and caption.read_text(encoding="utf-8-sig").strip():
+        if caption.is_file() and caption.read_bytes().strip():  # bytes: any encoding is backed up as it was
             backup = caption.with_name(caption.name + BACKUP_SUFFIX)
             if not backup.exists():  # the first backup is the user's own caption: a second run must not overwrite it
                 backup.write_bytes(caption.read_bytes())
