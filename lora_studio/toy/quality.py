@@ -19,9 +19,9 @@ EXTRA_NAMES = ("clipped white", "clipped black", "flat share", "strong saturatio
 
 def quality_path() -> Path:
     """Where the shipped quality model lives (beside the toy judge)."""
-    from lora_studio.toy.judge import judge_dir
+    from lora_studio import paths  # not toy.judge's judge_dir: that imports torch
 
-    return judge_dir() / QUALITY_FILE
+    return paths.assets_dir() / "toy-judge" / QUALITY_FILE
 
 
 def extra_statistics(image):
