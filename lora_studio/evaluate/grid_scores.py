@@ -58,7 +58,8 @@ class GridScoring:
         self.cells: dict[tuple[int, int, int], dict] = {}
         self.scored = 0  # cells scored now (the rest came from the cache)
 
-    def _character(self, run_folder: Path | None) -> tuple[Character, np.ndarray, str]:
+    def character(self, run_folder: Path | None) -> tuple[Character, np.ndarray, str]:
+        """The character a run's cells are compared with: (kept frames, reference features, their digest)."""
         key = str(self.dataset or run_folder)
         if key not in self._characters:
             if self.dataset is not None:
@@ -78,7 +79,7 @@ class GridScoring:
         from PIL import Image
 
         run_folder = cell.run.folder if cell.run is not None else None
-        character, features, digest = self._character(run_folder)
+        character, features, digest = self.character(run_folder)
         asked = asked_tags(cell.prompt, character.own_tags())
         with Image.open(png) as im:
             image = im.convert("RGB")
@@ -183,7 +184,7 @@ def score_grid(grid_or_folder: Path, *, scorer: str = "", beta: float | None = N
         changes["score_dataset"] = dataset
     config = dataclasses.replace(config, **changes)
     planned = check_plot(config)
-    scoring = start_scoring(config)
+    scoring = start_scoring(config, planned)
     cell_dir = grid.with_suffix("")
     sheets = planned.shape[2]
     emit = emit or (lambda event: None)

@@ -93,7 +93,14 @@ def run_xy_plot(config: XYPlotConfig, base, output: Path, emit: Callable[[dict],
     # The labels go first, so a viewer can draw the grid growing before xy_plot's own events arrive.
     emit({"type": runfiles.XY_LABELS, "columns": planned.column_labels, "rows": planned.row_labels,
           "grids": planned.z_labels, "width": plan.width, "height": plan.height})
-    scoring = start_scoring(config, base) if config.score else None
+    scoring = None
+    if config.score:
+        try:
+            scoring = start_scoring(config, planned)
+        except UserError as exc:
+            # the grid is what the user came for: a scorer that cannot load (offline, no frames) must not cost it
+            emit({"type": runfiles.WARNING, "message": f"the cells are not scored: {exc.message}"
+                                                       + (f" — {exc.hint}" if exc.hint else "")})
     if scoring is not None:
         emit = scoring_emit(scoring, planned, emit)
     result = xy_plot(base, plan, output, emit=emit, should_stop=should_stop, planned=planned)
@@ -117,13 +124,18 @@ def run_xy_plot(config: XYPlotConfig, base, output: Path, emit: Callable[[dict],
 
 # --- scoring the cells as they arrive -------------------------------------------------------------
 
-def start_scoring(config: XYPlotConfig, base=None):
-    """The plot's GridScoring: the scorer the settings name (or the base's default) and its β."""
+def start_scoring(config: XYPlotConfig, planned=None):
+    """The plot's GridScoring (the scorer the settings name, or the base's default), its characters loaded."""
     from lora_studio.evaluate.grid_scores import GridScoring
     from lora_studio.evaluate.scorers import default_scorer_name, load_scorer
 
     scorer = load_scorer(config.scorer or default_scorer_name(config.base))
-    return GridScoring(scorer, beta=config.beta, dataset=config.score_dataset or None)
+    scoring = GridScoring(scorer, beta=config.beta, dataset=config.score_dataset or None)
+    if planned is not None:
+        # every run's reference frames now, so a missing dataset is said before the first cell, not during
+        for folder in sorted({c.run.folder for c in planned.cells if c.run is not None}, key=str) or [None]:
+            scoring.character(folder)
+    return scoring
 
 
 def scoring_emit(scoring, planned, emit: Callable[[dict], None]) -> Callable[[dict], None]:

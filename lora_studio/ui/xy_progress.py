@@ -13,6 +13,7 @@ import gradio as gr
 from lora_studio import jobs, runfiles
 from lora_studio.errors import UserError
 from lora_studio.ui.monitor import STATE_WORDS, error_text
+from lora_studio.ui.xy_scores import ScoreView, scores_image, scores_text
 
 PREVIEW_CELL = 128  # side of a cell in the growing preview, px (the grid file keeps full-size cells)
 
@@ -34,6 +35,7 @@ class PlotProgress:
     share: str = ""
     lora_loads: int | None = None
     error: dict | None = None
+    scores: ScoreView = field(default_factory=ScoreView)
 
     def feed(self, event: dict) -> None:
         """Fold one event into the view."""
@@ -53,6 +55,8 @@ class PlotProgress:
             self.grid = event["grid"]
         elif kind == runfiles.SHARE:
             self.share = event["path"]
+        elif kind in (runfiles.SCORE, runfiles.RECOMMENDATION):
+            self.scores.feed(event)
         elif kind in runfiles.TERMINAL:
             self.state = kind
             self.lora_loads = event.get("lora_loads", self.lora_loads)
@@ -189,6 +193,9 @@ def update(watch: PlotWatch) -> dict:
             out["image"] = p.grid
         else:
             out["image"] = preview(p, watch.thumbs) if p.columns else None
+        out["scores_text"] = scores_text(p.scores, p.total)
+        out["scores_image"] = gr.update(value=scores_image(p.scores, p.grid if finished else ""),
+                                        visible=bool(finished and p.scores.recommendation))
         out["grid_file"] = _download(p.grid if finished else "")
         out["share_file"] = _download(p.share if finished else "")
     return out

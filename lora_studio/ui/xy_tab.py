@@ -35,7 +35,7 @@ NOT_QUEUED = "<div class='ls-status'><b data-state='error'>Not queued</b> XY plo
 SHARE_CHOICES = [("JPEG", "jpeg"), ("WebP", "webp"), ("no copy", NOTHING)]
 # The XYPlotConfig fields the form shows one widget each for (x, y and z get an axis picker; base is the run's).
 PLAIN_FIELDS = ("prompt", "negative", "seed", "sampler", "steps", "cfg", "size", "clip_skip", "batch_size", "margin",
-                "legend", "use_cache", "share")
+                "legend", "use_cache", "share", "score", "scorer", "score_dataset", "beta")
 
 
 # --- runs to plot ---------------------------------------------------------------------------------
@@ -159,7 +159,9 @@ def read_settings(values: dict[str, Any]) -> XYPlotConfig:
     plain = {}
     for name in PLAIN_FIELDS:
         value, kind = values.get(name), xy_field_info(name)["type"]
-        if kind in kinds:
+        if name not in values:  # a field the caller's form does not show keeps its default
+            value = xy_field_info(name)["default"]
+        elif kind in kinds:
             try:
                 value = kinds[kind](value)
             except (TypeError, ValueError):
@@ -198,6 +200,9 @@ def widget(name: str, value: Any = None, **overrides):
         return gr.Dropdown(sampler_names(), value=value, **common)
     if name == "share":
         return gr.Radio(SHARE_CHOICES, value=value or NOTHING, **common)
+    if name == "scorer":
+        return gr.Dropdown([("automatic: the toy judge for the toy model, else anime", ""), ("toy", "toy"),
+                            ("anime", "anime")], value=value, **common)
     kind, low, high = info["type"], info.get("min"), info.get("max")
     if kind == "bool":
         return gr.Checkbox(value, **common)
@@ -255,7 +260,12 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
                     f["batch_size"], f["margin"] = widget("batch_size"), widget("margin")
                 with gr.Row():
                     f["legend"], f["use_cache"], f["share"] = widget("legend"), widget("use_cache"), widget("share")
+                with gr.Row():
+                    f["scorer"], f["beta"] = widget("scorer"), widget("beta")
+                f["score_dataset"] = widget("score_dataset")
             with gr.Row():
+                # on by default: the studio judges every grid (the toy judge costs well under a second)
+                f["score"] = widget("score", True, info=None, scale=1, min_width=120)
                 go = gr.Button("Generate", variant="primary", elem_id="xy-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="xy-stop", interactive=False)
         with gr.Column(scale=3, min_width=480):
@@ -270,13 +280,16 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
                                               elem_id="xy-download-grid")
                 share_file = gr.DownloadButton("Download copy to post", value=None, interactive=False,
                                                elem_id="xy-download-share")
+            scores_md = gr.Markdown("", elem_id="xy-scores")
+            scores_png = gr.Image(None, label="Scores: epoch × weight", interactive=False, elem_id="xy-scores-image",
+                                  format="png", visible=False)
 
     comps = {"run": run, "x_type": x_type, "x_values": x_values, "y_type": y_type, "y_values": y_values,
              "z_runs": z_runs, **f}
     watch = gr.State(PlotWatch())
     run_seen = gr.State((str(first.folder), len(first.epoch_stems)) if first else None)  # (run, epoch files) shown
     parts = {"status": status, "message": message, "image": image, "grid_file": grid_file,
-             "share_file": share_file, "stop": stop}
+             "share_file": share_file, "stop": stop, "scores_text": scores_md, "scores_image": scores_png}
     outputs = [*parts.values(), plot, watch]
 
     def show(w: PlotWatch, extra: dict | None = None) -> dict:
