@@ -136,7 +136,7 @@ DONE = _declare("done", "train loop, worker", "the job finished; the worker adds
                 (), ("step", "epochs", "loss", "elapsed_s", "steps", "total_steps", "stopped", "files", "runs",
                      "d_lr", "unet_lr", "te_lr", "optimizer", "scheduler", "probe_divisor", "te_lr_divisor",
                      "grid", "grids", "cells", "rendered", "reused", "lora_loads", "downscaled", "share",
-                     "validation_loss", "scores", "recommendation"))
+                     "scores", "recommendation"))
 STOPPED = _declare("stopped", "train loop, worker, XY run", "the job stopped early on request (resumable)",
                    (), ("step", "epoch", "total_steps", "before_start", "runs", "grid", "grids", "cells",
                         "rendered", "reused", "lora_loads", "downscaled", "share", "stopped", "scores",
@@ -156,9 +156,6 @@ CHECKPOINT = _declare("checkpoint", "train loop", "an epoch's LoRA file was writ
 SAMPLE = _declare("sample", "train loop", "a preview image of the LoRA after an epoch", ("path", "epoch", "prompt"))
 PROBE = _declare("probe", "LR probe", "the probe's d·lr and the LRs it recommends (also in probe.json)",
                  ("d_lr", "unet_lr", "te_lr", "optimizer", "scheduler", "probe_divisor", "te_lr_divisor"))
-VALIDATION = _declare("validation", "train loop",
-                      "the validation loss after an epoch (held-out frames, fixed timesteps and noise, LoRA at weight 1)",
-                      ("epoch", "loss"), ("step", "frames"))
 RUN_DONE = _declare("run_done", "sweep", "one batch size of a sweep finished (its own stream says done)",
                     ("run", "batch_size"), ("step", "epochs", "loss", "elapsed_s"))
 

@@ -83,11 +83,16 @@ def per_epoch(groups: list[Group], thresholds: Thresholds) -> list[dict]:
 
 
 def recommend(cells: list[dict], thresholds: Thresholds, beta: float = 3.0) -> dict | None:
-    """The recommended {run, epoch, weight, reason, f_beta, per_epoch} for scored cells; None without candidates."""
+    """The recommended {run, epoch, weight, reason, f_beta, per_epoch} for scored cells; None without LoRA cells."""
     groups, failed = group_cells(cells, thresholds)
     candidates = [g for g in groups if g.weight > 0]
     if not candidates:
-        return None
+        if not any(float(c.get("weight") or 0) > 0 for c in cells):
+            return None  # a grid without the LoRA on: nothing to choose from
+        # every cell with the LoRA on failed the quality gate: saying so is the answer
+        return {"run": "", "epoch": None, "weight": None, "f_beta": 0.0, "beta": beta, "per_epoch": [],
+                "reason": f"nothing to recommend: all {failed} cells with the LoRA on look broken (quality below "
+                          f"{thresholds.quality:g}); try an earlier epoch, a lower weight or a lower learning rate"}
     best = min(candidates, key=lambda g: (-round(g.f(beta), 6), g.weight, g.epoch or 0, g.run))
     epochs = per_epoch(groups, thresholds)
     mine = next(e for e in epochs if e["run"] == best.run and e["epoch"] == best.epoch)

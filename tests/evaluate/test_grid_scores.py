@@ -136,3 +136,14 @@ def test_fidelity_weighs_beta_times_adherence_as_cyberharem_ranks():
     assert f_beta(0.9, 0.5) > f_beta(0.5, 0.9)
     assert f_beta(0.7, 0.7, beta=3) == pytest.approx(0.7)
     assert f_beta(0.0, 1.0) == 0.0
+
+
+def test_a_grid_whose_lora_cells_all_look_broken_says_so_instead_of_picking_one():
+    from lora_studio.evaluate.recommend import recommend
+    from lora_studio.evaluate.scorer import Thresholds
+
+    cells = [{"epoch": 1, "weight": w, "fidelity": 0.9, "adherence": 0.9, "quality": 0.1 if w else 0.9}
+             for w in (0.0, 0.5, 1.0)]
+    rec = recommend(cells, Thresholds(0.75, 0.5, 0.5))
+    assert rec["epoch"] is None and rec["weight"] is None
+    assert rec["reason"].startswith("nothing to recommend: all 2 cells with the LoRA on look broken")
