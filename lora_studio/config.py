@@ -75,6 +75,8 @@ class TrainConfig:
     max_grad_norm: float = _f(1.0, "Gradient clipping; 0 = off", min=0.0, max=1000.0, advanced=True)
     mixed_precision: str = _f("fp16", "Autocast precision on CUDA (CPU always trains in fp32)", choices=MIXED_PRECISION, advanced=True)
     gradient_checkpointing: bool = _f(False, "Trade speed for memory on CUDA", advanced=True)
+    validation_split: float = _f(0.0, "Kept frames held out (never trained) for a validation loss at each epoch's "
+                                 "end: a fraction (0.1) or a count (4); 0 = off", min=0.0, max=100000.0, advanced=True)
 
     # Saving and samples
     save_every_n_epochs: int = _f(1, "Write a LoRA file every N epochs (the last epoch is always written)", min=1, max=1000)
@@ -345,3 +347,79 @@ def xy_config_from_dict(values: dict) -> XYPlotConfig:
     values = {k: float(v) if kinds[k] == "float" and isinstance(v, int) and not isinstance(v, bool) else v
               for k, v in values.items()}
     return XYPlotConfig(**values).validate()
+
+
+# --- the batch-size study ------------------------------------------------------------------------
+
+STUDY_LR_SCALING = ("same", "sqrt")
+STUDY_DEFAULT_PROMPTS = ("", "sitting on tree", "lying on beach")
+
+
+@dataclass
+class StudyConfig:
+    """The seed's batch-size study as one job: `lora-studio study` flags, the Train tab's study panel, [study] in job.toml.
+
+    The training settings are a TrainConfig (the preset, at each batch size); these are the study's own:
+    which batch sizes, which prompts (the trigger word and the run's <lora:…> tag are added; an empty
+    prompt is the character prompt: trigger + the tags on most kept frames), and how each grid is drawn.
+    """
+
+    batch_sizes: list[int] = _f(None, "Batch sizes to train, one run each", factory=lambda: [1, 2, 3, 4],
+                                label="Batch sizes")
+    prompts: list[str] = _f(None, "Study prompts (up to 3): empty = the character prompt; the trigger and the LoRA "
+                            "tag are added", factory=lambda: list(STUDY_DEFAULT_PROMPTS), label="Study prompts")
+    weights: str = _f("0,0.3,0.5,0.6,0.7,0.8,0.9,1", "LoRA weights of every grid (its Y axis)", label="Weights")
+    lr_scaling: str = _f("same", "Learning rate across batch sizes: 'same' (the seed) or 'sqrt' (unet/te LR × "
+                         "√(batch ÷ the preset's batch))", choices=STUDY_LR_SCALING, label="LR across batch sizes")
+    negative: str = _f("", "negative prompt of every grid", label="Negative prompt")
+    seed: int = _f(1234, "fixed seed of every cell", min=0, max=2**32 - 1, label="Seed")
+    sampler: str = _f("DPM++ 2M Karras", "A1111 sampler name", label="Sampler")
+    steps: int = _f(20, "sampling steps", min=1, max=150, label="Steps")
+    cfg: float = _f(7.0, "CFG scale", min=1.0, max=30.0, label="CFG scale")
+    scorer: str = _f("", "scorer: toy or anime; empty: toy for the toy model, else anime", choices=XY_SCORERS,
+                     label="Scorer")
+    beta: float = _f(3.0, "F-β of fidelity and adherence that ranks the cells", min=0.1, max=10.0, label="Ranking β")
+
+    def validate(self) -> "StudyConfig":
+        """Check the batch sizes, prompts and choices; UserError names the field."""
+        if not self.batch_sizes or any(not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= 64
+                                       for b in self.batch_sizes):
+            raise UserError(f"study batch sizes {self.batch_sizes!r}: give 1 to 64, e.g. 1,2,3,4")
+        if len(set(self.batch_sizes)) != len(self.batch_sizes):
+            raise UserError(f"study batch sizes {self.batch_sizes!r} repeat a size")
+        if not 1 <= len(self.prompts) <= 3:
+            raise UserError(f"a study has 1 to 3 prompts, not {len(self.prompts)}")
+        for f in fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if meta.get("choices") and value not in meta["choices"]:
+                raise UserError(f"study field {f.name!r} is {value!r}; allowed: "
+                                + ", ".join(repr(c) for c in meta["choices"]))
+            lo, hi = meta.get("min"), meta.get("max")
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                    (lo is not None and value < lo) or (hi is not None and value > hi)):
+                raise UserError(f"study field {f.name!r} is {value}; allowed range {lo} … {hi}")
+        return self
+
+    def to_dict(self) -> dict:
+        """Every field as a TOML-ready value."""
+        return dataclasses.asdict(self)
+
+
+STUDY_FIELD_NAMES = tuple(f.name for f in fields(StudyConfig))
+
+
+def study_config_from_dict(values: dict) -> StudyConfig:
+    """A [study] table (or any dict of study fields) into a validated StudyConfig, naming an unknown field."""
+    unknown = [k for k in values if k not in STUDY_FIELD_NAMES]
+    if unknown:
+        raise UserError(f"unknown study field {unknown[0]!r}", "fields: " + ", ".join(STUDY_FIELD_NAMES))
+    values = dict(values)
+    if isinstance(values.get("batch_sizes"), str):  # "1,2,3,4" from a CLI flag or a text box
+        try:
+            values["batch_sizes"] = [int(b) for b in values["batch_sizes"].replace(" ", "").split(",") if b]
+        except ValueError:
+            raise UserError(f"study batch sizes {values['batch_sizes']!r}: give whole numbers, e.g. 1,2,3,4") from None
+    for name in ("cfg", "beta"):
+        if isinstance(values.get(name), int) and not isinstance(values.get(name), bool):
+            values[name] = float(values[name])
+    return StudyConfig(**values).validate()

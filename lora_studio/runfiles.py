@@ -17,6 +17,8 @@ A newcomer learns all of it here:
         xy_grid-0001-share.jpg  and the small copy to post
         xy_grid-0001.toml    the XY settings it was made with (its seed resolved)
         xy_grid-0001-scores.json, .csv, .png  the grid's scores per cell, its recommendation, heatmaps
+        study.json, report.html, report.png   a batch-size study's results, its report and the sheet to post
+        grids/p1/ …          a study's XY plots, one folder per study prompt (Z axis over its runs bs1 … bs4)
 
 Every file but events.jsonl is written with atomic_write (temp file beside it, fsync, rename), so a
 killed process never leaves a half-written one: a reader sees the old file or the new one.
@@ -50,6 +52,10 @@ ERROR_LOG = "error.log"
 SAMPLES_DIR = "samples"
 XY_GRID_PREFIX = "xy_grid-"
 SCORES_SUFFIX = "-scores.json"  # beside xy_grid-0001.png: xy_grid-0001-scores.json (and .csv)
+STUDY_FILE = "study.json"      # a study's results (schema in lora_studio/study/__init__.py)
+REPORT_FILE = "report.html"    # a study's report: one self-contained HTML file, images embedded
+REPORT_SHEET = "report.png"    # the same report as one PNG sheet to post
+STUDY_GRIDS_DIR = "grids"
 # kohya's per-epoch LoRA file stem, NAME-000001; A1111's <lora:NAME-000001:w> names it.
 EPOCH_STEM = re.compile(r"^(?P<name>.+)-(?P<epoch>\d{6})$")
 
@@ -72,6 +78,11 @@ def state_path(run_dir: Path) -> Path:
 def sweep_subrun(batch_size: int) -> str:
     """The folder of one batch size inside a sweep's folder."""
     return f"bs{batch_size}"
+
+
+def study_grid_dir(root: Path, prompt_index: int) -> Path:
+    """A study's XY plots of its prompt number prompt_index (0-based): grids/p1, grids/p2, …"""
+    return Path(root) / STUDY_GRIDS_DIR / f"p{prompt_index + 1}"
 
 
 def xy_grid_stem(number: int) -> str:
@@ -118,6 +129,9 @@ EVENT_TYPES: dict[str, EventType] = {}
 # its sub-runs into its own stream also carries `run` ("bs2") and `batch_size`.
 COMMON_FIELDS = ("type", "time")
 SWEEP_FIELDS = ("run", "batch_size")
+# A study forwards its runs' and grids' events into its own stream too; a grid's events also carry
+# the study prompt they belong to.
+STUDY_FIELDS = ("prompt_index",)
 
 
 def _declare(name: str, writer: str, meaning: str, fields: tuple = (), optional: tuple = ()) -> str:
@@ -136,11 +150,11 @@ DONE = _declare("done", "train loop, worker", "the job finished; the worker adds
                 (), ("step", "epochs", "loss", "elapsed_s", "steps", "total_steps", "stopped", "files", "runs",
                      "d_lr", "unet_lr", "te_lr", "optimizer", "scheduler", "probe_divisor", "te_lr_divisor",
                      "grid", "grids", "cells", "rendered", "reused", "lora_loads", "downscaled", "share",
-                     "scores", "recommendation"))
+                     "scores", "recommendation", "study", "report", "sheet"))
 STOPPED = _declare("stopped", "train loop, worker, XY run", "the job stopped early on request (resumable)",
                    (), ("step", "epoch", "total_steps", "before_start", "runs", "grid", "grids", "cells",
                         "rendered", "reused", "lora_loads", "downscaled", "share", "stopped", "scores",
-                        "recommendation"))
+                        "recommendation", "study", "report", "sheet"))
 ERROR = _declare("error", "worker, CLI", "the job failed: a message and what to do about it",
                  ("message", "hint"), ("log",))
 
@@ -153,6 +167,8 @@ STEP = _declare("step", "train loop", "one optimizer step: its loss and the LRs 
                 ("step", "epoch", "loss", "lr_unet", "lr_te", "total_steps", "elapsed_s"))
 EPOCH = _declare("epoch", "train loop", "an epoch ended", ("epoch", "step"))
 CHECKPOINT = _declare("checkpoint", "train loop", "an epoch's LoRA file was written", ("path", "epoch", "step"))
+VALIDATION = _declare("validation", "train loop", "the held-out frames' loss at fixed timesteps and noise, LoRA "
+                       "at weight 1 (epoch 0: before training)", ("epoch", "step", "loss", "frames"))
 SAMPLE = _declare("sample", "train loop", "a preview image of the LoRA after an epoch", ("path", "epoch", "prompt"))
 PROBE = _declare("probe", "LR probe", "the probe's d·lr and the LRs it recommends (also in probe.json)",
                  ("d_lr", "unet_lr", "te_lr", "optimizer", "scheduler", "probe_divisor", "te_lr_divisor"))
@@ -174,6 +190,14 @@ RECOMMENDATION = _declare("recommendation", "XY plot", "the epoch × weight the 
                           ("epoch", "weight", "reason", "path"), ("run",))
 SHARE = _declare("share", "XY run", "the small copy of the grid to post", ("path",))
 
+# Batch-size studies (lora_studio/study/): trainings and XY plots above, forwarded, then a report
+STUDY_PLAN = _declare("study_plan", "study", "what the study will do: its batch sizes, prompts and grids",
+                      ("batch_sizes", "prompts", "grids", "lr_scaling"))
+STUDY_STAGE = _declare("study_stage", "study", "the study moves on: stage 'train' (a run), 'xy' (a prompt's "
+                       "grids) or 'report'; index of total within that stage", ("stage", "index", "total"))
+STUDY_REPORT = _declare("study_report", "study", "study.json, the report and its PNG sheet were written",
+                        ("study", "report", "sheet", "recommendation"))
+
 TERMINAL = (DONE, STOPPED, ERROR)
 
 
@@ -184,7 +208,7 @@ def event_problems(event: dict) -> list[str]:
         return [f"undeclared event type {kind!r}"]
     declared = EVENT_TYPES[kind]
     problems = [f"{kind}: lacks {name!r}" for name in declared.fields if name not in event]
-    allowed = set(COMMON_FIELDS) | set(SWEEP_FIELDS) | set(declared.fields) | set(declared.optional)
+    allowed = set(COMMON_FIELDS) | set(SWEEP_FIELDS) | set(STUDY_FIELDS) | set(declared.fields) | set(declared.optional)
     problems += [f"{kind}: undeclared field {name!r}" for name in event if name not in allowed]
     return problems
 
