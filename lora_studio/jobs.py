@@ -18,15 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lora_studio import paths, runfiles
-from lora_studio.config import SCHEMA_VERSION, TrainConfig, config_from_dict, dump_toml, load_toml
+from lora_studio.config import (SCHEMA_VERSION, StudyConfig, TrainConfig, config_from_dict, dump_toml, load_toml,
+                                study_config_from_dict)
 from lora_studio.errors import UserError
 from lora_studio.train.sweep import SWEEP_BATCH_SIZES
 
+STUDY_TABLE = "study"  # the job.toml table that holds a study job's StudyConfig
 JOB_FILE = runfiles.JOB_FILE  # kept here too: the UI names job folders by it
-KINDS = ("train", "probe", "sweep", "xy")
+KINDS = ("train", "probe", "sweep", "xy", "study")
 TERMINAL = runfiles.TERMINAL
 # Keys of job.toml that describe the job rather than the training config.
-JOB_KEYS = ("kind", "batch_sizes", "created", "xy", "preset")
+JOB_KEYS = ("kind", "batch_sizes", "created", "xy", "preset", STUDY_TABLE)
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Job:
     config: TrainConfig
     batch_sizes: list[int] = field(default_factory=list)
     preset: str = ""  # the preset it was started from, as presets.preset_label() wrote it
+    study: StudyConfig | None = None  # a study job's own settings ([study] in job.toml)
 
     @property
     def id(self) -> str:
@@ -79,15 +82,19 @@ def check_inputs(config: TrainConfig) -> None:
     kept_frames(config)
 
 
-def write_job_file(run_dir: Path, kind: str, config: TrainConfig, *, batch_sizes=(), preset: str = "") -> Path:
-    """run_dir/job.toml: the job's kind (and a sweep's batch sizes, the preset it came from), then the config."""
+def write_job_file(run_dir: Path, kind: str, config: TrainConfig, *, batch_sizes=(), preset: str = "",
+                   study: StudyConfig | None = None) -> Path:
+    """run_dir/job.toml: the job's kind (and a sweep's batch sizes, the preset it came from), the config, a [study] table."""
     values = {"kind": kind, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "schema_version": SCHEMA_VERSION}
     if batch_sizes:
         values["batch_sizes"] = [int(b) for b in batch_sizes]
     if preset:
         values["preset"] = preset
     values.update(config.to_dict())
-    return runfiles.atomic_write(Path(run_dir) / runfiles.JOB_FILE, dump_toml(values, header=f"LoRA Studio job: {kind}"))
+    text = dump_toml(values, header=f"LoRA Studio job: {kind}")
+    if study is not None:
+        text += f"\n[{STUDY_TABLE}]\n" + dump_toml(study.validate().to_dict())
+    return runfiles.atomic_write(Path(run_dir) / runfiles.JOB_FILE, text)
 
 
 def submit(kind: str, config: TrainConfig, *, batch_sizes=None, preset: str = "", start_worker: bool = True) -> Job:
@@ -103,6 +110,19 @@ def submit(kind: str, config: TrainConfig, *, batch_sizes=None, preset: str = ""
     if start_worker:
         ensure_worker()
     return Job(run_dir, kind, config, sizes, preset)
+
+
+def submit_study(config: TrainConfig, study: StudyConfig, *, preset: str = "", start_worker: bool = True) -> Job:
+    """Queue a batch-size study: job.toml holds the TrainConfig (the preset, at its own batch size) and [study]."""
+    config = _absolute_paths(config).validate()
+    study.validate()
+    run_dir = paths.runs_dir() / new_job_id("study", config.name)
+    run_dir.mkdir(parents=True)
+    write_job_file(run_dir, "study", config, preset=preset, study=study)
+    runfiles.append_event(run_dir, {"type": runfiles.QUEUED, "kind": "study", "resume": False})
+    if start_worker:
+        ensure_worker()
+    return Job(run_dir, "study", config, list(study.batch_sizes), preset, study)
 
 
 def submit_xy(settings, *, start_worker: bool = True) -> Job:
@@ -136,7 +156,10 @@ def load_job(run_dir: Path) -> Job:
     kind = values.get("kind", "train")
     batch_sizes = [int(b) for b in values.get("batch_sizes", [])]
     config = config_from_dict({k: v for k, v in values.items() if k not in JOB_KEYS})
-    return Job(run_dir, kind, config, batch_sizes, str(values.get("preset", "")))
+    study = study_config_from_dict(values[STUDY_TABLE]) if kind == "study" and STUDY_TABLE in values else None
+    if study is not None:
+        batch_sizes = list(study.batch_sizes)
+    return Job(run_dir, kind, config, batch_sizes, str(values.get("preset", "")), study)
 
 
 last_event = runfiles.last_event  # kept here too: the UI reads a job's state through jobs
@@ -190,11 +213,11 @@ def stop(run_dir: Path) -> None:
 
 
 def resume(run_dir: Path, start_worker: bool = True) -> None:
-    """Queue a stopped or interrupted train/sweep job again; it continues from its last saved state."""
+    """Queue a stopped or interrupted train/sweep/study job again; it continues from its last saved state."""
     run_dir = Path(run_dir)
     job = load_job(run_dir)
     state = job_state(run_dir)
-    if job.kind not in ("train", "sweep"):
+    if job.kind not in ("train", "sweep", "study"):
         raise UserError(f"a {job.kind} job cannot be resumed", "start it again instead")
     if state not in ("stopped", "error", "interrupted"):
         raise UserError(f"this job is {state}; only a stopped or failed run can be resumed")
