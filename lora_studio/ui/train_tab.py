@@ -17,7 +17,7 @@ from lora_studio import jobs, presets
 from lora_studio.config import TrainConfig, field_info
 from lora_studio.errors import UserError
 from lora_studio.train import probe as lr_probe
-from lora_studio.ui import characters, monitor
+from lora_studio.ui import characters, monitor, study_panel, study_view
 from lora_studio.ui.form import ESSENTIAL, build_fields, read_form, to_widget, values_of
 
 CHARACTER_FIELDS = presets.CHARACTER_FIELDS  # who the character is: a preset never changes them
@@ -128,6 +128,7 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
                 find_lr = gr.Button("Find LR", elem_id="find-lr-button")
                 sweep = gr.Button("Sweep batch 1–4", elem_id="sweep-button")
             form_message = gr.Markdown("", elem_id="form-message")
+            study_form = study_panel.build()
             with gr.Accordion("More settings", open=False):
                 comps.update(build_fields(defaults, more))
             with gr.Accordion("Advanced", open=False):
@@ -137,6 +138,7 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
                 preset_note = gr.Textbox(label="note (written as a comment in the file)")
                 save = gr.Button("Save as preset", elem_id="save-preset-button")
         with gr.Column(scale=3, min_width=480):
+            study = study_view.build()  # shown while the monitor follows a study job
             panel = monitor.build()
 
     watch = gr.State(monitor.Watch())
@@ -283,4 +285,6 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
                **quiet)
     demo.load(on_load, inputs=watch, outputs=[*panel_outputs, *comps.values()], show_progress="hidden")
     demo.load(on_budget, inputs=form_inputs, outputs=budget)
+    study_panel.wire(study_form, comps, preset, watch, show, panel_outputs, lambda data: read_form(data, comps))
+    study_view.wire(study, watch)
     return TrainTab(watch, panel_outputs, show, comps, budget, on_budget)
