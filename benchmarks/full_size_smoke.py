@@ -76,7 +76,8 @@ def run_from_file(path: Path, work: Path, tiny: bool) -> dict:
 
     from lora_studio.config import config_from_dict
     from lora_studio.generate.xy import xy_plot
-    from lora_studio.generate.xy_plan import XYPlan, parse_axis
+    from lora_studio.config import XYPlotConfig
+    from lora_studio.generate.xy_plan import plan_from_config
     from lora_studio.models.load import load_base
     from lora_studio.presets import load_preset
     from lora_studio.train.loop import train
@@ -109,8 +110,8 @@ def run_from_file(path: Path, work: Path, tiny: bool) -> dict:
     phases["train 2 steps at 64 px"] = {"seconds": round(time.perf_counter() - start, 1), **rss(),
                                         "steps": len(steps), "losses": [round(e["loss"], 4) for e in steps]}
 
-    plan = XYPlan(prompt="tibbie, sheep, meadow, <lora:smoke-000001:1>", negative="lowres", x=parse_axis("epoch"),
-                  y=parse_axis("weight=1"), run=work / "run", seed=1, steps=20, width=64, height=64)
+    plan = plan_from_config(XYPlotConfig(prompt="tibbie, sheep, meadow, <lora:smoke-000001:1>", negative="lowres",
+                                         x="epoch", y="weight=1", run=str(work / "run"), seed=1, steps=20, size="64x64"))
     start = time.perf_counter()
     result = xy_plot(base, plan, work / "xy")
     phases["one XY cell, 20 steps at 64 px"] = {"seconds": round(time.perf_counter() - start, 1), **rss(),

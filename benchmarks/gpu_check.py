@@ -286,15 +286,17 @@ def xy_measure(base, run: Path, work: Path, approach: str, epochs: int, weights:
     from xy_plot import NEGATIVE, PROMPT, naive
 
     from lora_studio.generate.xy import xy_plot
-    from lora_studio.generate.xy_plan import XYPlan, parse_axis
+    from lora_studio.config import XYPlotConfig
+    from lora_studio.generate.xy_plan import plan_from_config
 
     if approach == "naive":
         return {"seconds": naive(base, run, epochs, [float(w) for w in weights.split(",")], **settings)}
     batch = int(approach.split()[-1])
     os.environ["LORA_STUDIO_HOME"] = str(work / f"home-{batch}")  # an empty cell cache
-    plan = XYPlan(prompt=PROMPT, negative=NEGATIVE, x=parse_axis("epoch"), y=parse_axis(f"weight={weights}"), run=run,
-                  seed=settings["seed"], sampler=settings["sampler"], steps=settings["steps"], width=settings["size"],
-                  height=settings["size"], batch_size=batch)
+    plan = plan_from_config(XYPlotConfig(
+        prompt=PROMPT, negative=NEGATIVE, x="epoch", y=f"weight={weights}", run=str(run), seed=settings["seed"],
+        sampler=settings["sampler"], steps=settings["steps"], size=f"{settings['size']}x{settings['size']}",
+        batch_size=batch))
     start = time.perf_counter()
     result = xy_plot(base, plan, work / f"xy-{batch}")
     return {"seconds": time.perf_counter() - start, "rendered": result.rendered, "reused": result.reused,

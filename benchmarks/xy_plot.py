@@ -81,11 +81,13 @@ def naive(base, run: Path, epochs: int, weights: list[float], **settings) -> flo
 
 def ours(base, run: Path, out: Path, batch_size: int, **settings):
     from lora_studio.generate.xy import xy_plot
-    from lora_studio.generate.xy_plan import XYPlan, parse_axis
+    from lora_studio.config import XYPlotConfig
+    from lora_studio.generate.xy_plan import plan_from_config
 
-    plan = XYPlan(prompt=PROMPT, negative=NEGATIVE, x=parse_axis("epoch"), y=parse_axis(f"weight={WEIGHTS}"),
-                  run=run, seed=settings["seed"], sampler=settings["sampler"], steps=settings["steps"],
-                  width=settings["size"], height=settings["size"], batch_size=batch_size)
+    plan = plan_from_config(XYPlotConfig(
+        prompt=PROMPT, negative=NEGATIVE, x="epoch", y=f"weight={WEIGHTS}", run=str(run), seed=settings["seed"],
+        sampler=settings["sampler"], steps=settings["steps"], size=f"{settings['size']}x{settings['size']}",
+        batch_size=batch_size))
     start = time.perf_counter()
     result = xy_plot(base, plan, out)
     return time.perf_counter() - start, result

@@ -25,6 +25,21 @@ CACHE_VERSION = 2
 # (the files' hashes and weights, from active_loras(), are in the key instead). Every other field is in
 # the key, so a field a new axis adds to Cell can never serve stale cached pixels.
 NOT_PIXELS = ("x", "y", "z", "run", "epoch", "weight", "loras")
+# The XYPlotConfig fields that reach no Cell field, and why none of them decides a cell's pixels. Every
+# other field must change the planned cells (test_xy checks it field by field): a new setting that
+# decides pixels must become a Cell field, so the key above covers it, or the test fails.
+SETTINGS_NOT_IN_CELLS = {
+    "base": "its model hash is in the key",
+    "batch_size": "cells of one LoRA state drawn together are the same images",
+    "margin": "the grid's layout",
+    "legend": "the grid's layout",
+    "use_cache": "whether the cache is read",
+    "share": "the copy to post",
+    "score": "the judging after rendering",
+    "scorer": "the judging after rendering",
+    "score_dataset": "the judging after rendering",
+    "beta": "the judging after rendering",
+}
 
 
 def cell_key(cell: Cell, model_hash: str, device: str) -> str:
@@ -106,7 +121,7 @@ def xy_plot(base, plan: XYPlan, output: Path | str, *, emit: Callable[[dict], No
     emit = emit or (lambda event: None)
     should_stop = should_stop or (lambda: False)
     grid_plan = planned or plan_cells(plan)
-    check_size(base, plan.width, plan.height)
+    check_size(base, *plan.cell_size)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     number = next_grid_number(output)
@@ -121,7 +136,7 @@ def xy_plot(base, plan: XYPlan, output: Path | str, *, emit: Callable[[dict], No
     for cell in grid_plan.cells:
         cells_by_key.setdefault(cell_key(cell, model_hash, device), []).append(cell)
     images: dict[str, object] = {}
-    if plan.use_cache:
+    if plan.config.use_cache:
         for key in cells_by_key:
             if cache_path(key).is_file():
                 with Image.open(cache_path(key)) as cached:
@@ -179,8 +194,9 @@ def xy_plot(base, plan: XYPlan, output: Path | str, *, emit: Callable[[dict], No
     grid_text = cell_infotext(grid_plan.cells[0], base.name, model_hash, extra)
     main_file, grid_files, downscaled = write_grids(
         {pos: images[key] for pos, key in key_of.items() if key in images}, grid_plan.shape,
-        grid_plan.column_labels, grid_plan.row_labels, grid_plan.z_labels, (plan.width, plan.height),
-        output, stem, grid_text, margin=plan.margin, legend=plan.legend, max_megapixels=plan.max_megapixels)
+        grid_plan.column_labels, grid_plan.row_labels, grid_plan.z_labels, plan.cell_size,
+        output, stem, grid_text, margin=plan.config.margin, legend=plan.config.legend,
+        max_megapixels=plan.max_megapixels)
     rendered = len(rendered_keys)
     delivered = len(cell_files)
     result = XYResult(main_file, grid_files, [cell_files[k] for k in sorted(cell_files, key=lambda t: (t[2], t[1], t[0]))],

@@ -81,18 +81,17 @@ def run_xy_plot(config: XYPlotConfig, base, output: Path, emit: Callable[[dict],
     from lora_studio.generate.grid import share_copy
     from lora_studio.generate.infotext import recipe_text, training_recipe
     from lora_studio.generate.xy import xy_plot
-    from lora_studio.generate.xy_plan import plan_from_config
 
-    plan = plan_from_config(config)
     planned = check_plot(config)
     runs = sorted({c.run.folder for c in planned.cells if c.run}, key=str)
     recipe = recipe_text([(r.name, training_recipe(r)) for r in runs])
     on_gpu = base.unet.device.type == "cuda"
     # batching only pays on a GPU; on a CPU it would also cost bit-identity with single renders
-    plan = dataclasses.replace(plan, recipe=recipe, batch_size=config.batch_size or (4 if on_gpu else 1))
+    plan = dataclasses.replace(planned.plan, recipe=recipe, batch_size=config.batch_size or (4 if on_gpu else 1))
+    width, height = plan.cell_size
     # The labels go first, so a viewer can draw the grid growing before xy_plot's own events arrive.
     emit({"type": runfiles.XY_LABELS, "columns": planned.column_labels, "rows": planned.row_labels,
-          "grids": planned.z_labels, "width": plan.width, "height": plan.height})
+          "grids": planned.z_labels, "width": width, "height": height})
     scoring = None
     if config.score:
         try:

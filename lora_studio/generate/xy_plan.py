@@ -184,8 +184,12 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def plan_from_config(config: XYPlotConfig) -> "XYPlan":
-    """The XYPlan an XYPlotConfig describes (no model loaded, so mistakes are reported at once)."""
+def plan_from_config(config: XYPlotConfig, *, batch_size: int | None = None, recipe: str = "",
+                     max_megapixels: float = MAX_MEGAPIXELS) -> "XYPlan":
+    """The XYPlan an XYPlotConfig describes (no model loaded, so mistakes are reported at once).
+
+    batch_size: the config's 0 (automatic) resolved for the device (default: the config's, else 1).
+    """
     config.validate()
     if not config.x.strip():
         raise UserError("the plot has no X axis", "for example x = \"epoch\" (every epoch file of the run)")
@@ -198,37 +202,32 @@ def plan_from_config(config: XYPlotConfig) -> "XYPlan":
         axes[free] = parse_axis("sr", sr)
     if axes[2] is not None and axes[1] is None:
         axes[1], axes[2] = axes[2], None
-    width, height = parse_size(config.size)
-    return XYPlan(prompt=config.prompt, negative=config.negative, x=axes[0], y=axes[1], z=axes[2],
-                  run=Path(config.run) if config.run.strip() else None, seed=config.seed, sampler=config.sampler,
-                  steps=config.steps, cfg=config.cfg, width=width, height=height, clip_skip=config.clip_skip,
-                  batch_size=config.batch_size or 1, margin=config.margin, legend=config.legend,
-                  use_cache=config.use_cache)
+    parse_size(config.size)  # a bad size is said now, not when the first cell is drawn
+    return XYPlan(config, axes[0], axes[1], axes[2], batch_size=batch_size or config.batch_size or 1,
+                  recipe=recipe, max_megapixels=max_megapixels)
 
 
 @dataclass
 class XYPlan:
-    """Everything an XY plot needs besides the base model; field names match the CLI's flags."""
+    """An XY plot as the planner reads it: its XYPlotConfig (the one truth), the axes parsed, what planning adds."""
 
-    prompt: str
+    config: XYPlotConfig
     x: Axis
     y: Axis | None = None
     z: Axis | None = None
-    negative: str = ""
-    run: Path | None = None
-    seed: int = -1
-    sampler: str = "DPM++ 2M Karras"
-    steps: int = 20
-    cfg: float = 7.0
-    width: int = 512
-    height: int = 512
-    clip_skip: int = 2
-    batch_size: int = 1
-    margin: int = 0
-    legend: bool = True
-    max_megapixels: float = MAX_MEGAPIXELS
-    use_cache: bool = True  # False: render every cell anew (the results still refresh the cache)
+    batch_size: int = 1  # the config's batch_size with 0 (automatic) resolved for the device
     recipe: str = ""  # the training recipe, written into the grid's text as 'Training: "…"'
+    max_megapixels: float = MAX_MEGAPIXELS  # A1111's grid size limit: a larger grid is saved downscaled
+
+    @property
+    def cell_size(self) -> tuple[int, int]:
+        """(width, height) of every cell, from the config's 'WIDTHxHEIGHT'."""
+        return parse_size(self.config.size)
+
+    @property
+    def run(self) -> Path | None:
+        """The run folder whose epoch files the axes pick (None when a Z axis over runs gives them)."""
+        return Path(self.config.run) if self.config.run.strip() else None
 
 
 @dataclass
@@ -337,10 +336,12 @@ def plan_cells(plan: XYPlan) -> CellGrid:
     """Every cell of the plot with its final prompt and LoRA files; all user errors surface here."""
     from lora_studio.generate.pipeline import parse_sampler
 
-    parse_sampler(plan.sampler)
-    for name, value, low, high in (("steps", plan.steps, 1, 150), ("clip skip", plan.clip_skip, 1, 12),
-                                   ("batch size", plan.batch_size, 1, 64), ("width", plan.width, 8, 4096),
-                                   ("height", plan.height, 8, 4096)):
+    config = plan.config
+    width, height = plan.cell_size
+    parse_sampler(config.sampler)
+    for name, value, low, high in (("steps", config.steps, 1, 150), ("clip skip", config.clip_skip, 1, 12),
+                                   ("batch size", plan.batch_size, 1, 64), ("width", width, 8, 4096),
+                                   ("height", height, 8, 4096)):
         if not low <= value <= high:
             raise UserError(f"{name} is {value}; allowed {low} … {high}")
     axes = [a for a in (plan.x, plan.y, plan.z) if a is not None]
@@ -367,9 +368,10 @@ def plan_cells(plan: XYPlan) -> CellGrid:
     if repeated:
         raise UserError(f"two axes are both '{repeated.pop()}'", "only Prompt S/R may be on more than one axis")
 
-    seed = random.randrange(2**32) if plan.seed == -1 else plan.seed
-    start = Cell(0, 0, 0, plan.prompt, plan.negative, seed, plan.sampler, plan.steps, plan.cfg, plan.width,
-                 plan.height, plan.clip_skip, run=base_run)
+    seed = random.randrange(2**32) if config.seed == -1 else config.seed
+    # every XYPlotConfig field that decides pixels reaches the cell here (xy.SETTINGS_NOT_IN_CELLS lists the rest)
+    start = Cell(0, 0, 0, config.prompt, config.negative, seed, config.sampler, config.steps, config.cfg, width,
+                 height, config.clip_skip, run=base_run)
     rewrites_tag = any(k in ("epoch", "weight", "run") for k in kinds)
     x_axis = resolved[0]
     y_axis = resolved[1] if len(resolved) > 1 else None

@@ -13,7 +13,8 @@ from PIL import Image
 from lora_studio.generate.grid import (EXIF_IFD, compose_sheet, draw_grid, read_parameters, share_copy,
                                        write_grids)
 from lora_studio.generate.xy import xy_plot
-from lora_studio.generate.xy_plan import XYPlan, parse_axis
+from lora_studio.config import XYPlotConfig
+from lora_studio.generate.xy_plan import plan_from_config
 
 from a1111_infotext import parse_infotext
 from xy_helpers import NEGATIVE, PROMPT, SIZE, STEPS, write_run
@@ -155,9 +156,9 @@ def test_a_z_axis_grid_and_its_share_copies_name_runs_never_local_paths(tiny_bas
     runs = tmp_path / "home" / getpass.getuser() / "lora-studio" / "runs" / "tibbie-sweep"
     bs1 = write_run(runs / "bs1", epochs=(1, 2))
     bs2 = write_run(runs / "bs2", epochs=(1, 2), seed=1)
-    plan = XYPlan(prompt=PROMPT, negative=NEGATIVE, x=parse_axis("epoch=1,2"), y=parse_axis("weight=0,1"), run=None,
-                  z=parse_axis(f"run={bs1},{bs2}"), seed=1234, steps=STEPS, width=SIZE, height=SIZE,
-                  recipe="bs1 (batch size: 1); bs2 (batch size: 2)")
+    config = XYPlotConfig(prompt=PROMPT, negative=NEGATIVE, x="epoch=1,2", y="weight=0,1", z=f"run={bs1},{bs2}",
+                          seed=1234, steps=STEPS, size=f"{SIZE}x{SIZE}")
+    plan = plan_from_config(config, recipe="bs1 (batch size: 1); bs2 (batch size: 2)")
     result = xy_plot(tiny_base, plan, tmp_path / "xy")
     copies = [share_copy(result.grid, "jpeg"), share_copy(result.grid, "webp")]
     shared = [result.grid, *result.grids, *copies]

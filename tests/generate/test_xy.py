@@ -11,19 +11,27 @@ from PIL import Image
 from lora_studio.errors import UserError
 from lora_studio.generate.grid import read_parameters, share_copy
 from lora_studio.generate.pipeline import render
-from lora_studio.generate.xy import NOT_PIXELS, cell_key, xy_plot
-from lora_studio.generate.xy_plan import XYPlan, parse_axis, plan_cells
+from lora_studio.generate.xy import NOT_PIXELS, SETTINGS_NOT_IN_CELLS, cell_key, xy_plot
+from lora_studio.config import XYPlotConfig
+from lora_studio.generate.xy_plan import XYPlan, parse_axis, plan_cells, plan_from_config
 from lora_studio.train.lora_file import lora_file_hash
 
 from a1111_infotext import parse_infotext, parse_lora_hashes
 from xy_helpers import NEGATIVE, PROMPT, SIZE, STEPS, write_run
 
 
+PLANNING = ("batch_size", "recipe", "max_megapixels")  # what XYPlan adds to (or resolves in) the config
+
+
+def make_config(run, x="epoch", y="weight=0,0.5,1", **changes) -> XYPlotConfig:
+    settings = dict(prompt=PROMPT, negative=NEGATIVE, x=x, y=y or "", run=str(run) if run else "", seed=1234,
+                    steps=STEPS, size=f"{SIZE}x{SIZE}")
+    return XYPlotConfig(**{**settings, **changes})
+
+
 def make_plan(run, x="epoch", y="weight=0,0.5,1", **changes) -> XYPlan:
-    settings = dict(prompt=PROMPT, negative=NEGATIVE, x=parse_axis(x), y=parse_axis(y) if y else None, run=run,
-                    seed=1234, steps=STEPS, width=SIZE, height=SIZE)
-    settings.update(changes)
-    return XYPlan(**settings)
+    planning = {k: changes.pop(k) for k in PLANNING if k in changes}
+    return plan_from_config(make_config(run, x, y, **changes), **planning)
 
 
 def pixels(image) -> np.ndarray:
@@ -129,6 +137,28 @@ def test_every_setting_of_a_cell_is_in_its_cache_key_so_a_new_axis_cannot_serve_
     assert cell_key(cell, "other model", "cpu:float32") != key and cell_key(cell, "model", "cuda:float16") != key
 
 
+def test_every_plot_setting_that_is_not_declared_pixel_free_changes_the_cells_cache_keys(tiny_run, tmp_path):
+    # The other half of the key's guarantee: a setting reaches the pixels only through a Cell field. A new
+    # XYPlotConfig field must change the planned cells (so the key sees it) or say in
+    # xy.SETTINGS_NOT_IN_CELLS why it decides no pixels; one that does neither fails here.
+    def keys(config) -> set[str]:
+        return {cell_key(c, "model", "cpu:float32") for c in plan_cells(plan_from_config(config)).cells}
+
+    config = make_config(tiny_run, y="weight=0,1")
+    other_run = write_run(tmp_path / "other-run", epochs=(1, 2, 3), seed=1)
+    changed = {"run": str(other_run), "prompt": PROMPT + ", night", "negative": "blurry", "x": "epoch=1,2",
+               "y": "weight=0,0.5", "z": "seed=1,2", "sr": "sitting,standing", "seed": 1235, "sampler": "Euler a",
+               "steps": STEPS + 1, "cfg": 7.5, "size": "40x40", "clip_skip": 1}
+    before = keys(config)
+    for f in dataclasses.fields(XYPlotConfig):
+        if f.name in SETTINGS_NOT_IN_CELLS:
+            assert f.name not in changed
+            continue
+        assert f.name in changed, (f"new XYPlotConfig field {f.name!r}: make it a Cell field (and add a changed "
+                                   "value here), or say in xy.SETTINGS_NOT_IN_CELLS why it decides no pixels")
+        assert keys(dataclasses.replace(config, **{f.name: changed[f.name]})) != before, f.name
+
+
 def test_grid_parameters_read_back_as_a1111_infotext(tiny_base, tiny_run, tmp_path):
     plan = make_plan(tiny_run, cfg=7.0, recipe="batch size: 1, unet lr: 0.0001, epochs: 3")
     result = xy_plot(tiny_base, plan, tmp_path)
@@ -181,7 +211,7 @@ def test_prompt_sr_and_epoch_mistakes_are_reported_before_rendering(tiny_run):
 def test_a_z_axis_over_runs_gives_a_grid_per_run_and_a_combined_sheet(tiny_base, tiny_run, tmp_path_factory,
                                                                       tmp_path):
     other = write_run(tmp_path_factory.mktemp("run-bs2"), epochs=(1, 2), seed=1)
-    plan = make_plan(None, x="epoch=1,2", y="weight=0,1", z=parse_axis(f"run={tiny_run},{other}"))
+    plan = make_plan(None, x="epoch=1,2", y="weight=0,1", z=f"run={tiny_run},{other}")
     events = []
     result = xy_plot(tiny_base, plan, tmp_path, emit=events.append)
 

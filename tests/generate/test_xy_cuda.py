@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from lora_studio.generate.xy import xy_plot
-from lora_studio.generate.xy_plan import XYPlan, parse_axis
+from lora_studio.config import XYPlotConfig
+from lora_studio.generate.xy_plan import XYPlan, plan_from_config
 from lora_studio.models.load import load_base
 
 from xy_helpers import NEGATIVE, PROMPT, SIZE, STEPS
@@ -20,8 +21,9 @@ pytestmark = pytest.mark.cuda
 
 
 def plan(run, batch_size: int) -> XYPlan:
-    return XYPlan(prompt=PROMPT, negative=NEGATIVE, x=parse_axis("epoch"), y=parse_axis("weight=0,0.5,1"), run=run,
-                  seed=1234, steps=STEPS, width=SIZE, height=SIZE, batch_size=batch_size)
+    config = XYPlotConfig(prompt=PROMPT, negative=NEGATIVE, x="epoch", y="weight=0,0.5,1", run=str(run), seed=1234,
+                          steps=STEPS, size=f"{SIZE}x{SIZE}", batch_size=batch_size)
+    return plan_from_config(config)
 
 
 def cell_pixels(result) -> list[np.ndarray]:
