@@ -305,6 +305,9 @@ def make_parser() -> argparse.ArgumentParser:
     from lora_studio.generate.xy_cli import add_xy_parser
 
     add_xy_parser(sub)
+    from lora_studio.study.cli import add_study_parser
+
+    add_study_parser(sub)
     add_score_parser(sub)
     add_review_parser(sub)
     from lora_studio.data.autotag_cli import add_tag_parser

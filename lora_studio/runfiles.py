@@ -17,6 +17,7 @@ A newcomer learns all of it here:
         xy_grid-0001-share.jpg  and the small copy to post
         xy_grid-0001.toml    the XY settings it was made with (its seed resolved)
         xy_grid-0001-scores.json, .csv, .png  the grid's scores per cell, its recommendation, heatmaps
+        xy_grid-0001-scored.png  the grid with a score badge on every cell (the grid itself has none by default)
         study.json, report.html, report.png   a batch-size study's results, its report and the sheet to post
         grids/p1/ …          a study's XY plots, one folder per study prompt (Z axis over its runs bs1 … bs4)
 
@@ -109,6 +110,18 @@ def scores_csv(grid: Path) -> Path:
 def scores_picture(grid: Path) -> Path:
     """The scores as heatmaps (epoch × weight, one panel per score): xy_grid-0001-scores.png."""
     return scores_file(grid).with_suffix(".png")
+
+
+def scores_badged(grid: Path) -> Path:
+    """The grid with each cell's scores as a small badge on it: xy_grid-0001.png → xy_grid-0001-scored.png."""
+    grid = Path(grid)
+    return grid.with_name(grid.stem + "-scored.png")
+
+
+def run_scores_picture(grid: Path, run: str) -> Path:
+    """One run's heatmaps of a study grid (its cells only): xy_grid-0001.png, bs1 → xy_grid-0001-bs1-scores.png."""
+    grid = Path(grid)
+    return grid.with_name(f"{grid.stem}-{run}{SCORES_SUFFIX}").with_suffix(".png")
 
 
 # --- the event types -----------------------------------------------------------------------------

@@ -122,7 +122,20 @@ def run_xy_job(job: jobs.Job, emit, should_stop, resume: bool, bases: BaseCache)
     return result
 
 
-RUNNERS: dict[str, Callable] = {"train": run_train, "probe": run_probe_job, "sweep": run_sweep_job, "xy": run_xy_job}
+def run_study_job(job: jobs.Job, emit, should_stop, resume: bool, bases: BaseCache) -> dict:
+    """The batch-size study: a run per batch size, a scored grid per prompt, the report (study.run.run_study)."""
+    from lora_studio.config import StudyConfig
+    from lora_studio.study.run import run_study
+
+    base = bases.get(job.config.base_model)
+    result = run_study(job.config, job.study or StudyConfig(), job.run_dir, emit, should_stop, preset=job.preset,
+                       base=base, resume=resume)
+    bases.clean()  # the grids' adapters leave peft wrapper layers; the next job needs the plain base
+    return result
+
+
+RUNNERS: dict[str, Callable] = {"train": run_train, "probe": run_probe_job, "sweep": run_sweep_job, "xy": run_xy_job,
+                                "study": run_study_job}
 
 
 def _hint_for(exc: BaseException, log: Path) -> str:
@@ -151,7 +164,8 @@ def run_job(run_dir: Path, runners: dict | None = None, bases: BaseCache | None 
                                    bases)
         bases.clean()
         if not record.ended:
-            final = runfiles.STOPPED if record.stopped else runfiles.DONE
+            # a study writes no inner `stopped` into its stream: its result says it stopped
+            final = runfiles.STOPPED if record.stopped or (result or {}).get("stopped") else runfiles.DONE
             record({"type": final, **json.loads(json.dumps(result or {}, default=str))})
     except UserError as exc:
         bases.drop()

@@ -11,7 +11,7 @@ import pytest
 
 from lora_studio import jobs, paths, runfiles, worker
 from lora_studio.cli import main
-from lora_studio.config import TrainConfig, XYPlotConfig
+from lora_studio.config import StudyConfig, TrainConfig, XYPlotConfig
 
 SIZE = 32
 
@@ -46,6 +46,10 @@ def test_every_event_a_train_probe_sweep_and_xy_job_writes_is_declared_with_its_
                         y="weight=0,1", steps=2, seed=3, size=f"{SIZE}x{SIZE}", score=True, scorer="toy")
     xy = jobs.submit_xy(plot, start_worker=False).run_dir
     assert worker.run_job(xy, bases=bases) == "done", jobs.last_event(xy)
+    study = jobs.submit_study(tiny_config(tiny_model_dir, tiny_frames, epochs=1, sample_prompts=[]),
+                              StudyConfig(batch_sizes=[4], prompts=[""], weights="0,1", steps=2, scorer="toy"),
+                              start_worker=False).run_dir
+    assert worker.run_job(study, bases=bases) == "done", jobs.last_event(study)
     odd_size = jobs.submit_xy(XYPlotConfig(**{**plot.to_dict(), "size": "33x33"}), start_worker=False).run_dir
     assert worker.run_job(odd_size, bases=bases) == "error"
     never = jobs.submit("train", config, start_worker=False).run_dir

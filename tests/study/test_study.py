@@ -2,8 +2,51 @@
 
 from __future__ import annotations
 
-from lora_studio import jobs
-from lora_studio.config import StudyConfig, TrainConfig
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lora_studio import jobs, paths, runfiles
+from lora_studio.cli import main
+from lora_studio.config import StudyConfig, TrainConfig, config_from_dict
+from lora_studio.presets import load_preset
+from lora_studio.study.run import run_study, scaled_config
+
+WEIGHTS = "0,0.5,1"
+# The demo preset, small: 2 epochs, 1 repeat, 2 of its 8 frames held out for the validation curve.
+SMALL = {"epochs": 2, "repeats": 1, "validation_split": 2, "sample_prompts": []}
+
+
+@pytest.fixture
+def demo_frames(tmp_path) -> Path:
+    """Eight clean frames of the demo character (a copy: a test never writes into assets/)."""
+    source = paths.assets_dir() / "demo-dataset"
+    distorted = json.loads((source / "distorted.json").read_text())
+    folder = tmp_path / "tibbie"
+    folder.mkdir()
+    for png in [p for p in sorted(source.glob("frame_*.png")) if p.name not in distorted][:8]:
+        shutil.copy(png, folder / png.name)
+        shutil.copy(png.with_suffix(".txt"), folder / png.with_suffix(".txt").name)
+    return folder
+
+
+def small_demo(frames: Path) -> TrainConfig:
+    return config_from_dict({"dataset": str(frames), "name": "tibbie", **SMALL}, load_preset("demo"))
+
+
+def small_study(**changes) -> StudyConfig:
+    return StudyConfig(**{"batch_sizes": [1, 2], "prompts": ["", "sitting on tree"], "weights": WEIGHTS,
+                          "steps": 4, **changes})
+
+
+def fingerprint(run_dir: Path) -> dict:
+    """A run's step events and LoRA files, to tell whether anything trained it again."""
+    steps = [e for e in runfiles.read_events(run_dir)[0] if e["type"] == runfiles.STEP]
+    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run_dir.glob("*.safetensors"))}
+    return {"steps": len(steps), "files": files}
 
 
 def test_a_queued_study_keeps_its_training_config_and_study_settings(tiny_frames):
@@ -17,3 +60,84 @@ def test_a_queued_study_keeps_its_training_config_and_study_settings(tiny_frames
     assert again.config.batch_size == 2 and again.config.epochs == 3
     assert again.study == study
     assert jobs.job_state(job.run_dir) == "queued"
+
+
+def test_scaling_with_the_square_root_of_the_batch_keeps_the_presets_batch_as_the_reference():
+    preset = TrainConfig(batch_size=2, unet_lr=4e-3, te_lr=4e-4)
+    assert scaled_config(preset, 8, "sqrt").unet_lr == pytest.approx(8e-3)
+    assert scaled_config(preset, 8, "sqrt").te_lr == pytest.approx(8e-4)
+    assert scaled_config(preset, 1, "same") == preset
+    follows = scaled_config(TrainConfig(batch_size=1, unet_lr=1e-3), 4, "sqrt")
+    assert follows.te_lr is None and follows.resolved_te_lr() == pytest.approx(2e-3 / 10)  # te follows unet
+
+
+def test_lora_studio_study_trains_each_batch_size_judges_their_grids_and_names_one_run_epoch_and_weight(
+        demo_frames, tmp_path, capsys):
+    root = tmp_path / "study"
+    args = ["study", "--dataset", str(demo_frames), "--base", "toy", "--preset", "demo", "--name", "tibbie",
+            "--output", str(root), "--batch-sizes", "1,2", "--prompt", "", "--prompt", "sitting on tree",
+            "--weights", WEIGHTS, "--steps", "4", "--lr-scaling", "sqrt", "--quiet"]
+    args += [a for k, v in {**SMALL, "sample_every_n_epochs": 0}.items() if k != "sample_prompts"
+             for a in ("--set", f"{k}={v}")]
+    assert main(args) == 0
+    assert "recommendation: batch size " in capsys.readouterr().out
+
+    study = json.loads((root / runfiles.STUDY_FILE).read_text())
+    assert [r["run"] for r in study["runs"]] == ["bs1", "bs2"]
+    bs1, bs2 = study["runs"]
+    assert bs1["state"] == bs2["state"] == "done"
+    assert bs1["steps_per_epoch"] == 2 * bs2["steps_per_epoch"] == 6  # 8 frames, 2 held out
+    assert bs2["unet_lr"] == pytest.approx(bs1["unet_lr"] * 2 ** 0.5)  # recorded per run, √ of the batch
+    for run in study["runs"]:
+        assert run["loss"][-1][0] == pytest.approx(2.0)  # against epochs, so the batch sizes line up
+        assert [e for e, _ in run["epoch_loss"]] == [1, 2]
+        assert [e for e, _ in run["validation"]] == [0, 1, 2]
+    assert study["prompts"][0] == "tibbie, sheep, pink bow, <lora:tibbie-bs1-000001:0>"  # the character prompt
+    assert study["prompts"][1] == "tibbie, sitting on tree, <lora:tibbie-bs1-000001:0>"
+    for grid in study["grids"]:
+        assert grid["state"] == "done"
+        assert "parameters" in __import__("PIL.Image").Image.open(root / grid["grid"]).info
+        assert sorted(grid["run_grids"]) == sorted(grid["heatmaps"]) == sorted(grid["picks"]) == ["bs1", "bs2"]
+        assert all((root / path).is_file() for path in [*grid["run_grids"].values(), *grid["heatmaps"].values()])
+    assert sorted(b["run"] for b in study["best"]) == ["bs1", "bs2"]
+    pick = study["recommendation"]
+    assert pick["run"] in ("bs1", "bs2") and pick["batch_size"] == int(pick["run"][2:])
+    assert pick["epoch"] in (1, 2) and pick["weight"] in (0.5, 1.0)  # a cell that exists, the LoRA on
+    assert pick["reason"].startswith(f"batch size {pick['batch_size']}, epoch {pick['epoch']}")
+
+    events, _ = runfiles.read_events(root)
+    assert events[-1]["type"] == runfiles.DONE and events[-1]["study"] == str(root / runfiles.STUDY_FILE)
+    assert [p for e in events for p in runfiles.event_problems(e)] == []
+    assert {e["type"] for e in events} >= {runfiles.STUDY_PLAN, runfiles.STUDY_STAGE, runfiles.RUN_DONE,
+                                          runfiles.CELL, runfiles.SCORE, runfiles.STUDY_REPORT}
+    assert {e.get("prompt_index") for e in events if e["type"] == runfiles.CELL} == {0, 1}
+
+
+def test_a_stopped_study_resumes_without_training_a_finished_run_or_rendering_a_cached_cell_again(
+        demo_frames, tmp_path):
+    config, study, root = small_demo(demo_frames), small_study(prompts=["sitting on tree"]), tmp_path / "study"
+    events: list[dict] = []
+    first_run_done = lambda: any(e["type"] == runfiles.RUN_DONE for e in events)  # noqa: E731 (the stop button)
+
+    stopped = run_study(config, study, root, events.append, first_run_done)
+
+    assert stopped["stopped"] is True
+    assert [r["state"] for r in json.loads((root / runfiles.STUDY_FILE).read_text())["runs"]] == ["done", "stopped"]
+    assert not runfiles.study_grid_dir(root, 0).exists()  # the grids wait for every run
+    before = fingerprint(root / "bs1")
+
+    events.clear()
+    done = run_study(config, study, root, events.append, lambda: False, resume=True)
+
+    assert "stopped" not in done and Path(done["study"]).is_file()
+    assert fingerprint(root / "bs1") == before  # the finished run was not trained again
+    assert {e["run"] for e in events if e["type"] == runfiles.STEP} == {"bs2"}
+    first_plots = [e for e in events if e["type"] == runfiles.XY_PLAN]
+
+    events.clear()
+    again = run_study(config, study, root, events.append, lambda: False)
+
+    assert not [e for e in events if e["type"] == runfiles.STEP]
+    assert [e["to_render"] for e in events if e["type"] == runfiles.XY_PLAN] == [0]  # every cell from the cache
+    assert [e["cells"] for e in events if e["type"] == runfiles.XY_PLAN] == [p["cells"] for p in first_plots]
+    assert again["recommendation"] == done["recommendation"]
