@@ -8,8 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
-from lora_studio import jobs, paths, runfiles
+from lora_studio import jobs, paths, runfiles, worker
 from lora_studio.cli import main
 from lora_studio.config import StudyConfig, TrainConfig, config_from_dict
 from lora_studio.presets import load_preset
@@ -96,7 +97,8 @@ def test_lora_studio_study_trains_each_batch_size_judges_their_grids_and_names_o
     assert study["prompts"][1] == "tibbie, sitting on tree, <lora:tibbie-bs1-000001:0>"
     for grid in study["grids"]:
         assert grid["state"] == "done"
-        assert "parameters" in __import__("PIL.Image").Image.open(root / grid["grid"]).info
+        with Image.open(root / grid["grid"]) as sheet:
+            assert "parameters" in sheet.info  # A1111's PNG Info reads the grid
         assert sorted(grid["run_grids"]) == sorted(grid["heatmaps"]) == sorted(grid["picks"]) == ["bs1", "bs2"]
         assert all((root / path).is_file() for path in [*grid["run_grids"].values(), *grid["heatmaps"].values()])
     assert sorted(b["run"] for b in study["best"]) == ["bs1", "bs2"]
@@ -113,31 +115,35 @@ def test_lora_studio_study_trains_each_batch_size_judges_their_grids_and_names_o
     assert {e.get("prompt_index") for e in events if e["type"] == runfiles.CELL} == {0, 1}
 
 
-def test_a_stopped_study_resumes_without_training_a_finished_run_or_rendering_a_cached_cell_again(
-        demo_frames, tmp_path):
-    config, study, root = small_demo(demo_frames), small_study(prompts=["sitting on tree"]), tmp_path / "study"
-    events: list[dict] = []
-    first_run_done = lambda: any(e["type"] == runfiles.RUN_DONE for e in events)  # noqa: E731 (the stop button)
+def test_a_stopped_study_job_resumes_without_training_a_finished_run_or_rendering_a_cached_cell_again(
+        demo_frames):
+    config, study = small_demo(demo_frames), small_study(prompts=["sitting on tree"])
+    root = jobs.submit_study(config, study, preset="demo", start_worker=False).run_dir
 
-    stopped = run_study(config, study, root, events.append, first_run_done)
+    def stop_after_the_first_run(job, emit, should_stop, resume, bases):  # the Stop button, pressed on time
+        seen = []
+        return worker.run_study_job(job, lambda e: (seen.append(e["type"]), emit(e)),
+                                    lambda: runfiles.RUN_DONE in seen, resume, bases)
 
-    assert stopped["stopped"] is True
+    assert worker.run_job(root, runners={"study": stop_after_the_first_run}) == "stopped"
+    assert jobs.last_event(root)["study"] == str(root / runfiles.STUDY_FILE)
     assert [r["state"] for r in json.loads((root / runfiles.STUDY_FILE).read_text())["runs"]] == ["done", "stopped"]
     assert not runfiles.study_grid_dir(root, 0).exists()  # the grids wait for every run
-    before = fingerprint(root / "bs1")
+    before, offset = fingerprint(root / "bs1"), runfiles.read_events(root)[1]
 
-    events.clear()
-    done = run_study(config, study, root, events.append, lambda: False, resume=True)
+    jobs.resume(root, start_worker=False)
+    assert worker.run_job(root) == "done", jobs.last_event(root)
 
-    assert "stopped" not in done and Path(done["study"]).is_file()
+    events = runfiles.read_events(root, offset)[0]
     assert fingerprint(root / "bs1") == before  # the finished run was not trained again
     assert {e["run"] for e in events if e["type"] == runfiles.STEP} == {"bs2"}
-    first_plots = [e for e in events if e["type"] == runfiles.XY_PLAN]
+    first_plot = [e for e in events if e["type"] == runfiles.XY_PLAN]
+    done = jobs.last_event(root)
 
     events.clear()
-    again = run_study(config, study, root, events.append, lambda: False)
+    again = run_study(config, study, root, events.append, lambda: False, preset="demo")
 
     assert not [e for e in events if e["type"] == runfiles.STEP]
     assert [e["to_render"] for e in events if e["type"] == runfiles.XY_PLAN] == [0]  # every cell from the cache
-    assert [e["cells"] for e in events if e["type"] == runfiles.XY_PLAN] == [p["cells"] for p in first_plots]
+    assert [e["cells"] for e in events if e["type"] == runfiles.XY_PLAN] == [p["cells"] for p in first_plot]
     assert again["recommendation"] == done["recommendation"]
