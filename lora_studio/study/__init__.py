@@ -27,12 +27,14 @@ study.json (all paths relative to the study folder; numbers are plain JSON numbe
                "validation": [[epoch: int, loss: float], …]}],  # [] when validation_split = 0
      "grids": [{"prompt_index": int, "prompt": str, "folder": "grids/p1",
                 "grid": "grids/p1/xy_grid-0001.png",            # the combined sheet (all runs), A1111 parameters kept
-                "run_grids": {"bs1": "grids/p1/xy_grid-0002.png", …},
-                "scores": "grids/p1/xy_grid-0001-scores.json", "heatmaps": {"bs1": "grids/p1/…png", …},
-                "picks": {"bs1": {"epoch": int, "weight": float, "reason": str} | null, …},
-                "state": "done" | "stopped" | "pending"}],
+                "run_grids": {"bs1": "grids/p1/xy_grid-0001-z01.png", …},  # one run: the grid itself
+                "scores": "grids/p1/xy_grid-0001-scores.json", "heatmaps": {"bs1": "grids/p1/xy_grid-0001-bs1-scores.png", …},
+                "picks": {"bs1": {"epoch": int, "weight": float, "reason": str} | null, …},  # epoch and weight
+                                                        # null when every cell with the LoRA on looks broken (reason says so)
+                "state": "done" | "stopped" | "pending"}],       # grid and scores null until drawn
      "best": [{"batch_size": int, "run": str, "epoch": int, "weight": float, "fidelity": float,
                "adherence": float, "quality": float, "f": float}],  # every run's best cell over all prompts
+                                                        # (epoch, weight and scores null as in picks)
      "recommendation": {"batch_size": int, "run": str, "epoch": int, "weight": float, "reason": str} | null,
-     "report": "report.html", "sheet": "report.png"}
+     "report": "report.html", "sheet": "report.png"}     # null until written
 """
