@@ -275,11 +275,12 @@ def worker_log_tail(lines: int = 12) -> str:
 # --- what the user sees before starting ---------------------------------------------------------
 
 def kept_frames(config: TrainConfig) -> list:
-    """The frames a run would train on (review exclusions applied), or UserError if there are none."""
-    from lora_studio.data.run_frames import load_kept_frames
+    """The frames a run would train on (review exclusions and the validation split applied), or UserError."""
+    from lora_studio.data.run_frames import load_kept_frames, split_validation
 
     frames, _skipped = load_kept_frames(config)
-    return frames
+    trained, _held_out = split_validation(frames, config.validation_split, config.seed)
+    return trained
 
 
 def step_budget(config: TrainConfig, frames: list) -> dict:
@@ -316,6 +317,7 @@ class Progress:
     epoch: int = 0
     losses: list = field(default_factory=list)   # (step, raw, smoothed)
     lrs: list = field(default_factory=list)      # (step, lr_unet, lr_te)
+    validation: list = field(default_factory=list)  # (step, loss, epoch): the held-out frames' loss
     samples: list = field(default_factory=list)  # (path, caption)
     checkpoints: list = field(default_factory=list)  # (path, epoch)
     probe: dict | None = None
@@ -342,6 +344,7 @@ class Progress:
         if event.get("run", self.run) != self.run:  # a sweep moved on to its next batch size
             self.run = event["run"]
             self.losses, self.lrs, self._ema, self._ema_n, self._rate_start = [], [], None, 0, None
+            self.validation = []
         if kind == runfiles.QUEUED:
             self.kind = event.get("kind", self.kind)
             self.state, self.error, self.note = "queued", None, "waiting for the worker"
@@ -359,6 +362,10 @@ class Progress:
             self._step(event)
         elif kind == runfiles.EPOCH:
             self.epoch = event.get("epoch", self.epoch)
+        elif kind == runfiles.VALIDATION:
+            # a resumed run evaluates its epochs again: the newest value of an epoch wins
+            self.validation = [v for v in self.validation if v[2] != event["epoch"]] + [
+                (event["step"], event["loss"], event["epoch"])]
         elif kind == runfiles.CHECKPOINT:
             self.checkpoints = [c for c in self.checkpoints if c[0] != event["path"]] + [(event["path"], event.get("epoch"))]
         elif kind == runfiles.SAMPLE:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import stat
@@ -35,7 +36,8 @@ def test_every_event_a_train_probe_sweep_and_xy_job_writes_is_declared_with_its_
     (tiny_frames / "broken.png").write_bytes(b"not a picture")  # a skipped frame: the run warns and goes on
     bases = worker.BaseCache()
     config = tiny_config(tiny_model_dir, tiny_frames)
-    train = jobs.submit("train", config, start_worker=False).run_dir
+    # two frames held out: the run writes `validation` events too
+    train = jobs.submit("train", dataclasses.replace(config, validation_split=2), start_worker=False).run_dir
     assert worker.run_job(train, bases=bases) == "done", jobs.last_event(train)
     probe = jobs.submit("probe", config, start_worker=False).run_dir
     assert worker.run_job(probe, bases=bases) == "done", jobs.last_event(probe)

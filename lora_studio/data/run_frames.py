@@ -7,6 +7,7 @@ studio's step budget and the CLI all ask here and agree.
 from __future__ import annotations
 
 import dataclasses
+import random
 
 from lora_studio.config import TrainConfig
 from lora_studio.errors import UserError
@@ -30,3 +31,29 @@ def load_kept_frames(config: TrainConfig):
     report = training_frames(config.dataset, caption_extension=config.caption_extension,
                              default_repeats=config.repeats)
     return report.frames, report.skipped
+
+
+def held_out_count(frames: int, validation_split: float) -> int:
+    """How many of `frames` kept frames validation_split holds out: a fraction (< 1, at least one) or a count."""
+    if validation_split <= 0:
+        return 0
+    if validation_split < 1:
+        return max(1, round(frames * validation_split))
+    return int(validation_split)
+
+
+def split_validation(frames: list, validation_split: float, seed: int) -> tuple[list, list]:
+    """(frames to train, frames held out for the validation loss): the same frames for the same seed and dataset.
+
+    Frames are held out whole (never trained, not even one repeat), chosen by the run's seed from the
+    frames sorted by id, so the split does not depend on the order a scan found them in.
+    """
+    count = held_out_count(len(frames), validation_split)
+    if count == 0:
+        return list(frames), []
+    if count >= len(frames):
+        raise UserError(f"validation_split {validation_split:g} holds out {count} of {len(frames)} kept frames, "
+                        "leaving none to train on", "hold out fewer frames (e.g. 0.1, or a count like 4), or 0 for none")
+    ids = sorted(frame.id for frame in frames)
+    held = set(random.Random(f"{seed}-validation").sample(ids, count))
+    return [f for f in frames if f.id not in held], sorted((f for f in frames if f.id in held), key=lambda f: f.id)

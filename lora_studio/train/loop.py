@@ -34,7 +34,7 @@ def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lam
     """
     import torch
 
-    from lora_studio.data.run_frames import load_kept_frames, with_review_trigger
+    from lora_studio.data.run_frames import load_kept_frames, split_validation, with_review_trigger
     from lora_studio.models.load import load_base
     from lora_studio.train.network import remove_lora
     from lora_studio.train.processes import main_process_only
@@ -45,12 +45,13 @@ def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lam
     frames, skipped = load_kept_frames(config)  # before the model: a bad folder should fail fast
     for file, reason in skipped:
         emit({"type": runfiles.WARNING, "message": f"skipped {file}: {reason}"})
+    frames, held_out = split_validation(frames, config.validation_split, config.seed)
     if base is None:
         base = load_base(config.base_model)
     placement = [(module, module.device, module.dtype) for module in (base.unet, base.vae, base.text_encoder)]
     try:
         return _train(config, Path(run_dir), emit=emit, should_stop=should_stop, resume=resume, base=base,
-                      frames=frames, device=device)
+                      frames=frames, held_out=held_out, device=device)
     except torch.cuda.OutOfMemoryError:
         # Anywhere: moving the model, caching latents, a step, a sample.
         raise UserError("out of GPU memory", "lower batch_size, turn on gradient_checkpointing, or use "
@@ -66,7 +67,7 @@ def train(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] = lam
 
 
 def _train(config: TrainConfig, run_dir: Path, *, emit, should_stop, resume: bool, base, frames: list,
-           device: str | None) -> dict:
+           held_out: list, device: str | None) -> dict:
     import torch
     import torch.nn.functional as F
     from accelerate import Accelerator
@@ -81,6 +82,7 @@ def _train(config: TrainConfig, run_dir: Path, *, emit, should_stop, resume: boo
     from lora_studio.train.optim import effective_lrs, make_optimizer, make_scheduler
     from lora_studio.train.processes import agreed_stop
     from lora_studio.train.text_cache import CaptionEmbeddings, captions_are_fixed
+    from lora_studio.train.validation import ValidationSet
 
     run_dir.mkdir(parents=True, exist_ok=True)
     started_at = time.time()
@@ -106,9 +108,9 @@ def _train(config: TrainConfig, run_dir: Path, *, emit, should_stop, resume: boo
     for module in (unet, vae, text_encoder):
         module.requires_grad_(False)
     vae.to(accelerator.device, dtype=torch.float32)
-    emit({"type": runfiles.CACHING, "done": 0, "total": len(frames)})
+    emit({"type": runfiles.CACHING, "done": 0, "total": len(frames) + len(held_out)})
     items = cache_latents(
-        frames, vae, resolution=config.resolution, enable_buckets=config.enable_buckets,
+        frames + held_out, vae, resolution=config.resolution, enable_buckets=config.enable_buckets,
         min_bucket_reso=config.min_bucket_reso, max_bucket_reso=config.max_bucket_reso,
         bucket_reso_steps=config.bucket_reso_steps, trigger_word=config.trigger_word,
         device=accelerator.device,
@@ -117,6 +119,7 @@ def _train(config: TrainConfig, run_dir: Path, *, emit, should_stop, resume: boo
     vae.to("cpu")  # latents are cached: the VAE is not needed on the GPU while training
     for item in items:  # 64 KB a 512 px frame: on the GPU once, not copied there every step
         item.latent = item.latent.to(accelerator.device)
+    items, held_items = items[:len(frames)], items[len(frames):]
 
     if accelerator.mixed_precision in ("fp16", "bf16"):
         # The frozen base in half precision halves its memory; add_lora keeps the LoRA weights in fp32.
@@ -136,15 +139,22 @@ def _train(config: TrainConfig, run_dir: Path, *, emit, should_stop, resume: boo
     optimizer = make_optimizer(config, unet_params, te_params)
     scheduler = make_scheduler(config, optimizer, total_steps)
     unet, text_encoder, optimizer, scheduler = accelerator.prepare(unet, text_encoder, optimizer, scheduler)
-    text_embeddings = None
+    noise_scheduler = base.noise_scheduler()
+    validation = None  # only the main process evaluates it (it alone writes events and files)
+    if held_items and is_main:
+        validation = ValidationSet(held_items, seed=config.seed,
+                                   num_train_timesteps=noise_scheduler.config.num_train_timesteps)
+    text_embeddings = validation_embeddings = None
     if not train_te and captions_are_fixed(config):
         # A frozen encoder and fixed captions: each caption's embedding once, then the encoder leaves the GPU.
         with accelerator.autocast():
             text_embeddings = CaptionEmbeddings(text_encoder, tokenizer, config.clip_skip, [
                 join_tags(shuffle_and_drop(item.tags, config.keep_tokens, False, 0.0, random.Random()))
                 for item in items], accelerator.device)
+            if validation is not None:
+                validation_embeddings = CaptionEmbeddings(text_encoder, tokenizer, config.clip_skip,
+                                                          validation.captions, accelerator.device)
         text_encoder.to("cpu")
-    noise_scheduler = base.noise_scheduler()
     alphas_cumprod = noise_scheduler.alphas_cumprod.to(accelerator.device)
 
     step = 0
@@ -178,19 +188,42 @@ def _train(config: TrainConfig, run_dir: Path, *, emit, should_stop, resume: boo
                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
         runfiles.atomic_write(state_path, lambda fh: torch.save(state, fh))
 
-    def save_epoch(epoch: int) -> None:
+    def validate(epoch: int) -> float | None:
+        if validation is None:
+            return None
+        te = accelerator.unwrap_model(text_encoder)
+
+        def embed(captions):
+            if validation_embeddings is not None:
+                return validation_embeddings(captions)
+            return hidden_states_with_clip_skip(te, tokenize(tokenizer, captions).to(accelerator.device),
+                                                config.clip_skip)
+
+        te_was_training = te.training
+        te.eval()
+        try:
+            loss = validation.loss(accelerator.unwrap_model(unet), embed, noise_scheduler, accelerator.autocast)
+        finally:
+            te.train(te_was_training)
+        emit({"type": runfiles.VALIDATION, "epoch": epoch, "step": step, "loss": loss, "frames": len(validation)})
+        return loss
+
+    def save_epoch(epoch: int, validation_loss: float | None) -> None:
         if not is_main:
             return
         path = run_dir / checkpoint_name(config, epoch)
         meta = training_metadata(config, epoch=epoch, steps=step, frames=frames, probe_d_lr=_probe_d_lr(run_dir),
                                  training_started_at=started_at, num_batches_per_epoch=per_epoch,
                                  max_train_steps=total_steps,
-                                 prediction_type=noise_scheduler.config.prediction_type)
+                                 prediction_type=noise_scheduler.config.prediction_type,
+                                 validation_loss=validation_loss, validation_frames=len(held_items))
         save_lora(path, accelerator.unwrap_model(unet), accelerator.unwrap_model(text_encoder) if train_te else None,
                   config.network_alpha, meta)
         emit({"type": runfiles.CHECKPOINT, "path": str(path), "epoch": epoch, "step": step})
 
     # --- the loop
+    if step == 0:
+        validate(0)  # the base alone (the LoRA starts at zero): where the curve starts
     unet.train()
     text_encoder.train(train_te)
     last_loss = float("nan")
@@ -257,8 +290,9 @@ def _train(config: TrainConfig, run_dir: Path, *, emit, should_stop, resume: boo
                 break
             epoch_done = epoch + 1
             emit({"type": runfiles.EPOCH, "epoch": epoch_done, "step": step})
+            validation_loss = validate(epoch_done)
             if epoch_done % config.save_every_n_epochs == 0 or epoch_done == config.epochs:
-                save_epoch(epoch_done)
+                save_epoch(epoch_done, validation_loss)
             save_state()
             if is_main and config.sample_prompts and config.sample_every_n_epochs and (
                     epoch_done % config.sample_every_n_epochs == 0 or epoch_done == config.epochs):

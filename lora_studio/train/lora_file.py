@@ -117,12 +117,14 @@ def _model_name(base_model: str) -> str:
 def training_metadata(config, *, epoch: int, steps: int, frames: list, probe_d_lr: float | None = None,
                       training_started_at: float | None = None, num_batches_per_epoch: int | None = None,
                       max_train_steps: int | None = None, prediction_type: str = "epsilon",
-                      base_model_hash: str | None = None, session_id: int | None = None) -> dict[str, str]:
+                      base_model_hash: str | None = None, session_id: int | None = None,
+                      validation_loss: float | None = None, validation_frames: int = 0) -> dict[str, str]:
     """kohya's ss_* metadata for one epoch's file (all values strings), plus lora_studio_* extras.
 
     The dataset bookkeeping is kohya's, counted from the frames trained on: ss_tag_frequency
     ({image folder name: {tag: count}}), ss_dataset_dirs ({folder: {"n_repeats", "img_count"}}) and
-    ss_num_train_images (which counts repeats). prediction_type is the base's noise scheduler's
+    ss_num_train_images (which counts repeats); frames held out for the validation loss are not among them.
+    prediction_type is the base's noise scheduler's
     (diffusers' "epsilon" or "v_prediction").
     """
     from lora_studio import __version__
@@ -194,6 +196,11 @@ def training_metadata(config, *, epoch: int, steps: int, frames: list, probe_d_l
         "ss_new_sd_model_hash": base_model_hash,
         "lora_studio_probe_d_lr": probe_d_lr,
         "lora_studio_trigger_word": config.trigger_word or None,
+        # kohya's argument names for the split; the loss at this epoch is ours (kohya only logs it)
+        "ss_validation_split": config.validation_split or None,
+        "ss_validation_seed": config.seed if config.validation_split else None,
+        "lora_studio_validation_frames": validation_frames or None,
+        "lora_studio_validation_loss": validation_loss,
     }
     meta.update({k: v for k, v in optional.items() if v is not None})
     if training_started_at is not None:

@@ -84,7 +84,8 @@ def build() -> Monitor:
     message = gr.Markdown("", elem_id="monitor-message")
     with gr.Row():
         loss = gr.LinePlot(_loss_frame(jobs.Progress()), x="step", y="loss", color="curve", title="Loss",
-                           height=260, elem_id="loss-plot", color_map={"raw": "#9ab", "smoothed": "#e4572e"})
+                           height=260, elem_id="loss-plot", color_map={"raw": "#9ab", "smoothed": "#e4572e",
+                                                                    "validation": "#2a9d3f"})
         lr = gr.LinePlot(_lr_frame(jobs.Progress()), x="step", y="lr", color="curve", title="Learning rate",
                          height=260, elem_id="lr-plot", y_axis_format=".1e")
     samples = gr.Gallery(label="Samples (newest first)", columns=4, height=280, elem_id="samples")
@@ -99,6 +100,7 @@ def _loss_frame(progress: jobs.Progress) -> pd.DataFrame | None:
     if not progress.losses:
         return None
     rows = [(s, raw, "raw") for s, raw, _ in progress.losses] + [(s, sm, "smoothed") for s, _, sm in progress.losses]
+    rows += [(s, loss, "validation") for s, loss, _ in progress.validation]  # held-out frames, at each epoch's end
     return pd.DataFrame(rows, columns=["step", "loss", "curve"]).astype({"step": "int64", "loss": "float64"})
 
 
@@ -121,6 +123,8 @@ def _status_html(p: jobs.Progress, state: str) -> str:
             parts.append(f"epoch {min(p.epoch, p.epochs)} / {p.epochs}")
         if p.losses:
             parts.append(f"loss {p.losses[-1][1]:.4f} (smoothed {p.losses[-1][2]:.4f})")
+        if p.validation:
+            parts.append(f"validation loss {p.validation[-1][1]:.4f} (epoch {p.validation[-1][2]})")
         if state == "running":
             parts.append(f"ETA {jobs.format_duration(p.eta_seconds())}")
     if p.note:
