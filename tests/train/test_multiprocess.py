@@ -44,16 +44,20 @@ def test_two_processes_share_the_steps_and_only_the_main_one_writes_the_run(tiny
     run_dir = tmp_path / "run"
     sets = [arg for key, value in SMALL.items() for arg in ("--set", f"{key}={value}")]
     launch("-m", "lora_studio.cli", "train", "--dataset", str(tiny_frames), "--base", str(tiny_model_dir),
-           "--name", "tibbie", "--trigger", "tibbie", "--output", str(run_dir), *sets, "--quiet", cwd=tmp_path)
+           "--name", "tibbie", "--trigger", "tibbie", "--output", str(run_dir), *sets,
+           "--set", "validation_split=2", "--quiet", cwd=tmp_path)
 
     events, _ = read_events(run_dir)
     kinds = [e["type"] for e in events]
-    # 8 frames × 2 epochs at batch 1 is 16 batches; two processes take 8 steps each, a step being both batches.
+    # 8 frames, 2 held out for validation: 6 × 2 epochs at batch 1 is 12 batches; two processes take 6 steps
+    # each, a step being both batches.
     started = [e for e in events if e["type"] == "started"]
-    assert len(started) == 1 and started[0]["total_steps"] == 8 and started[0]["steps_per_epoch"] == 4
-    assert [e["step"] for e in events if e["type"] == "step"] == list(range(1, 9))  # each step written once
+    assert len(started) == 1 and started[0]["total_steps"] == 6 and started[0]["steps_per_epoch"] == 3
+    assert [e["step"] for e in events if e["type"] == "step"] == list(range(1, 7))  # each step written once
     assert kinds.count("checkpoint") == 2 and kinds.count("epoch") == 2 and kinds[-1] == "done"
-    # The LR schedule runs over the 8 steps once (accelerate would step it once per process, ending it at step 4).
+    # The main process alone evaluates the held-out frames (on the bare UNet, so DDP waits for nobody).
+    assert [(e["epoch"], e["step"]) for e in events if e["type"] == "validation"] == [(0, 0), (1, 3), (2, 6)]
+    # The LR schedule runs over the 6 steps once (accelerate would step it once per process, ending it at step 3).
     lrs = [e["lr_unet"] for e in events if e["type"] == "step"]
     assert lrs[-1] > 0 and lrs == sorted(lrs, reverse=True)
     assert sorted(p.name for p in run_dir.glob("*.safetensors")) == ["tibbie-000001.safetensors",
