@@ -305,6 +305,9 @@ class XYPlotConfig:
                             advanced=True, label="Character frames (dataset)")
     beta: float = _f(3.0, "F-β of fidelity and adherence that ranks the cells (β > 1 weighs fidelity more, as cyberharem)",
                      min=0.1, max=10.0, advanced=True, label="Ranking β")
+    badges: bool = _f(False, "draw each cell's score badge on the grid PNG itself (and so on the copy to post); "
+                      "a scored grid always gets a badged copy beside it, xy_grid-NNNN-scored.png",
+                      advanced=True, label="Score badges on the grid")
 
     def validate(self) -> "XYPlotConfig":
         """Check types, ranges and choices (the planner checks the axes and files); UserError names the field."""

@@ -7,6 +7,7 @@
 A cell's scores are cached by its pixels, the scorer's version, the character's reference features and
 what its prompt asks, so a re-run grid (its cells from the render cache) scores nothing again.
 `score_grid(grid_dir)` scores a grid that already exists from its cells' own `parameters` text.
+Both write the grid's badged copy beside it too (evaluate/badges.py).
 """
 
 from __future__ import annotations
@@ -196,4 +197,7 @@ def score_grid(grid_or_folder: Path, *, scorer: str = "", beta: float | None = N
     if not scoring.cells:
         raise UserError(f"none of the cells of {grid.name} are in {cell_dir}", "plot it again")
     json_path, _csv, recommendation = scoring.write(grid)
+    from lora_studio.evaluate.badges import write_badged
+
+    write_badged(grid, planned, config, json.loads(json_path.read_text()))
     return json_path, recommendation, scoring

@@ -23,13 +23,15 @@ def add_score_parser(subparsers) -> None:
 
 
 def run_score(args) -> int:
-    """Score, write xy_grid-NNNN-scores.json/.csv, print the recommendation."""
-    from lora_studio.evaluate.grid_scores import score_grid
+    """Score, write xy_grid-NNNN-scores.json/.csv/.png and the badged grid, print the recommendation."""
+    from lora_studio import runfiles
+    from lora_studio.evaluate.grid_scores import newest_grid, score_grid
 
     json_path, recommendation, scoring = score_grid(args.grid, scorer=args.scorer or "", beta=args.beta,
                                                     dataset=args.dataset or "")
     cells = len(scoring.cells)
     print(f"{cells} cells, {scoring.scored} scored now, {cells - scoring.scored} from the cache ({scoring.scorer.name} scorer)")
     print(f"scores: {json_path}")
+    print(f"grid with score badges: {runfiles.scores_badged(newest_grid(args.grid))}")
     print("recommended: " + (recommendation["reason"] if recommendation else "nothing (no cell with the LoRA on)"))
     return 0

@@ -39,6 +39,7 @@ SETTINGS_NOT_IN_CELLS = {
     "scorer": "the judging after rendering",
     "score_dataset": "the judging after rendering",
     "beta": "the judging after rendering",
+    "badges": "drawn on the grid after rendering",
 }
 
 

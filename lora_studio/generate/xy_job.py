@@ -112,7 +112,7 @@ def run_xy_plot(config: XYPlotConfig, base, output: Path, emit: Callable[[dict],
         runfiles.atomic_write(runfiles.xy_settings_file(result.grid),
                               f"base_model = {json.dumps(config.base)}\n" + settings_toml(resolved))
     if scoring is not None and result.grid is not None:
-        summary.update(finish_scoring(scoring, result.grid, emit))
+        summary.update(finish_scoring(scoring, result.grid, emit, planned, config))
     if config.share and result.grid is not None:
         summary["share"] = str(share_copy(result.grid, config.share))
         emit({"type": runfiles.SHARE, "path": summary["share"]})
@@ -152,9 +152,13 @@ def scoring_emit(scoring, planned, emit: Callable[[dict], None]) -> Callable[[di
     return emit_and_score
 
 
-def finish_scoring(scoring, grid: Path, emit: Callable[[dict], None]) -> dict:
-    """Write the grid's scores files and emit the recommendation; the job result's score fields."""
+def finish_scoring(scoring, grid: Path, emit: Callable[[dict], None], planned, config: XYPlotConfig) -> dict:
+    """Write the grid's scores files and badged copy, emit the recommendation; the job result's score fields."""
+    from lora_studio.evaluate.badges import write_badged
+
     json_path, _csv_path, recommendation = scoring.write(grid)
+    # before the share copy is made from the grid: with config.badges the grid itself carries them
+    write_badged(grid, planned, config, json.loads(json_path.read_text()))
     if recommendation is not None:
         emit({"type": runfiles.RECOMMENDATION, "epoch": recommendation["epoch"], "weight": recommendation["weight"],
               "reason": recommendation["reason"], "path": str(json_path), "run": recommendation["run"]})

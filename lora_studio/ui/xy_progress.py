@@ -13,7 +13,7 @@ import gradio as gr
 from lora_studio import jobs, runfiles
 from lora_studio.errors import UserError
 from lora_studio.ui.monitor import STATE_WORDS, error_text
-from lora_studio.ui.xy_scores import ScoreView, scores_image, scores_text
+from lora_studio.ui.xy_scores import ScoreView, scored_grid, scores_image, scores_text
 
 PREVIEW_CELL = 128  # side of a cell in the growing preview, px (the grid file keeps full-size cells)
 
@@ -198,6 +198,7 @@ def update(watch: PlotWatch) -> dict:
                                         visible=bool(finished and p.scores.recommendation))
         out["grid_file"] = _download(p.grid if finished else "")
         out["share_file"] = _download(p.share if finished else "")
+        out["scored_file"] = _download((scored_grid(p.scores, p.grid) if finished else "") or "")
     return out
 
 

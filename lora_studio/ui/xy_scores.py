@@ -1,7 +1,8 @@
 """The XY tab's judgement: scores as cells finish, then the recommendation in words and the heatmaps.
 
 Folded from the plot's `score` and `recommendation` events (ui/xy_progress.py feeds them here); the
-heatmaps are the PNG the plot writes beside its grid (evaluate/heatmap.py).
+heatmaps are the PNG the plot writes beside its grid (evaluate/heatmap.py), the badged grid its copy with
+every cell's scores on it (evaluate/badges.py), offered for download beside the plain grid.
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ def scores_text(view: ScoreView, total: int) -> str:
     return (f"Scored {len(view.cells)} / {total or len(view.cells)} cells ({cached} from the cache) · mean fidelity "
             f"{_mean(view, 'fidelity'):.2f} · adherence {_mean(view, 'adherence'):.2f} · quality "
             f"{_mean(view, 'quality'):.2f}")
+
+
+def scored_grid(view: ScoreView, grid: str) -> str | None:
+    """The grid with a score badge on every cell (xy_grid-NNNN-scored.png) of a finished, scored plot (None before)."""
+    if not view.recommendation or not grid:
+        return None
+    path = runfiles.scores_badged(Path(grid))
+    return str(path) if path.is_file() else None
 
 
 def scores_image(view: ScoreView, grid: str) -> str | None:

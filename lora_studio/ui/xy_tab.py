@@ -35,7 +35,7 @@ NOT_QUEUED = "<div class='ls-status'><b data-state='error'>Not queued</b> XY plo
 SHARE_CHOICES = [("JPEG", "jpeg"), ("WebP", "webp"), ("no copy", NOTHING)]
 # The XYPlotConfig fields the form shows one widget each for (x, y and z get an axis picker; base is the run's).
 PLAIN_FIELDS = ("prompt", "negative", "seed", "sampler", "steps", "cfg", "size", "clip_skip", "batch_size", "margin",
-                "legend", "use_cache", "share", "score", "scorer", "score_dataset", "beta")
+                "legend", "use_cache", "share", "score", "scorer", "score_dataset", "beta", "badges")
 
 
 # --- runs to plot ---------------------------------------------------------------------------------
@@ -261,7 +261,7 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
                 with gr.Row():
                     f["legend"], f["use_cache"], f["share"] = widget("legend"), widget("use_cache"), widget("share")
                 with gr.Row():
-                    f["scorer"], f["beta"] = widget("scorer"), widget("beta")
+                    f["scorer"], f["beta"], f["badges"] = widget("scorer"), widget("beta"), widget("badges")
                 f["score_dataset"] = widget("score_dataset")
             with gr.Row():
                 # on by default: the studio judges every grid (the toy judge costs well under a second)
@@ -280,6 +280,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
                                               elem_id="xy-download-grid")
                 share_file = gr.DownloadButton("Download copy to post", value=None, interactive=False,
                                                elem_id="xy-download-share")
+                scored_file = gr.DownloadButton("Download grid with scores", value=None, interactive=False,
+                                                elem_id="xy-download-scored")
             scores_md = gr.Markdown("", elem_id="xy-scores")
             scores_png = gr.Image(None, label="Scores: epoch × weight", interactive=False, elem_id="xy-scores-image",
                                   format="png", visible=False)
@@ -289,7 +291,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
     watch = gr.State(PlotWatch())
     run_seen = gr.State((str(first.folder), len(first.epoch_stems)) if first else None)  # (run, epoch files) shown
     parts = {"status": status, "message": message, "image": image, "grid_file": grid_file,
-             "share_file": share_file, "stop": stop, "scores_text": scores_md, "scores_image": scores_png}
+             "share_file": share_file, "scored_file": scored_file, "stop": stop, "scores_text": scores_md,
+             "scores_image": scores_png}
     outputs = [*parts.values(), plot, watch]
 
     def show(w: PlotWatch, extra: dict | None = None) -> dict:
@@ -343,7 +346,8 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
             # the previous grid would read as this plot's result: it goes, the mistake takes its place
             return {message: error_text(exc), status: NOT_QUEUED, image: None,
                     grid_file: gr.update(value=None, interactive=False),
-                    share_file: gr.update(value=None, interactive=False)}
+                    share_file: gr.update(value=None, interactive=False),
+                    scored_file: gr.update(value=None, interactive=False)}
         return show(w.follow(str(job_dir)), {message: text})
 
     def on_stop(w: PlotWatch) -> dict:
