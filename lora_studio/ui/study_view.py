@@ -9,6 +9,7 @@ follows a study job (started here, picked on the Runs tab or in the monitor's li
 from __future__ import annotations
 
 import html
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,8 +43,10 @@ class StudyProgress:
     cells: dict = field(default_factory=dict)   # prompt_index → the grid's cell count
     rendered: dict = field(default_factory=dict)  # prompt_index → {(x, y, z)} cells ready
     scored: dict = field(default_factory=dict)  # prompt_index → {(x, y, z)} cells scored
+    study: str = ""   # study.json, once the report stage wrote it
     report: str = ""
     sheet: str = ""
+    reason: str = ""  # the recommendation's reason as the event carries it; study.json has the whole pick
     recommendation: dict | None = None
     error: dict | None = None
 
@@ -63,9 +66,11 @@ class StudyProgress:
             self.note = ""
             if self.stage == "xy" and "prompt_index" in event:
                 self.prompt_index = event["prompt_index"]
+            if self.stage == "train" and "batch_size" in event:
+                self._run_event(kind, event)  # "starting" before the run's own first event
         elif kind == runfiles.STUDY_REPORT:
-            self.report, self.sheet = event["report"], event["sheet"]
-            self.recommendation = event["recommendation"]
+            self.study, self.report, self.sheet = event["study"], event["report"] or "", event["sheet"] or ""
+            self.reason = event["recommendation"] or ""
         elif kind in runfiles.TERMINAL and "run" not in event and "prompt_index" not in event:
             self.state, self.note = kind, ""
             if kind == runfiles.ERROR:
@@ -159,13 +164,15 @@ def status_html(p: StudyProgress, state: str) -> str:
     return f"<div class='ls-status' id='study-progress'>{' · '.join(parts)}{bar}</div>"
 
 
-def recommendation_text(recommendation: dict | None) -> str:
-    """The study's answer in words: 'Use batch size 2, epoch 6, weight 0.7 — recognised from 0.5 …'."""
-    if not recommendation:
-        return "**No recommendation:** no run's cells scored well enough to pick one; the report shows every grid."
-    reason = recommendation.get("reason", "")
-    return (f"**Recommendation:** batch size **{recommendation['batch_size']}**, epoch **{recommendation['epoch']}**, "
-            f"weight **{float(recommendation['weight']):g}**" + (f" — {reason}" if reason else ""))
+def recommendation_text(recommendation: dict | None, reason: str = "") -> str:
+    """The study's answer: a headline 'batch size 2 · epoch 6 · weight 0.7', then its reason in words."""
+    if not recommendation:  # study.json not read (yet): the event's reason names the pick in words
+        return f"**Recommendation:** {reason}" if reason else "**No recommendation:** the cells were not scored."
+    reason = recommendation.get("reason") or reason
+    if recommendation.get("epoch") is None:  # every LoRA cell looked broken: the reason says so
+        return "**No recommendation.** " + (reason or "The cells were not scored; the report shows every grid.")
+    return (f"**Recommendation: batch size {recommendation['batch_size']} · epoch {recommendation['epoch']} · "
+            f"weight {float(recommendation['weight']):g}**" + (f"\n\n{reason}" if reason else ""))
 
 
 def message_text(p: StudyProgress, state: str) -> str:
@@ -178,8 +185,8 @@ def message_text(p: StudyProgress, state: str) -> str:
     lines = []
     if state == "stopped":
         lines.append("Stopped. Press **Resume study** to continue where it stopped.")
-    if p.report or state == "done":
-        lines.append(recommendation_text(p.recommendation))
+    if p.study or state == "done":
+        lines.append(recommendation_text(p.recommendation, p.reason))
     return "\n\n".join(lines)
 
 
@@ -226,6 +233,14 @@ def _own_prompts(job_dir: Path) -> list:
         return []
 
 
+def _recommendation(study_file: Path) -> dict | None:
+    """study.json's overall pick {batch_size, run, epoch, weight, reason}, or None."""
+    try:
+        return json.loads(study_file.read_text(encoding="utf-8")).get("recommendation")
+    except (OSError, json.JSONDecodeError):  # written atomically; missing only if the folder was deleted
+        return None
+
+
 def _file(root: Path, path: str) -> Path | None:
     found = root / path if path else None  # study.json's paths are relative to the study folder
     return found if found and found.is_file() else None
@@ -248,6 +263,8 @@ def update(watch: StudyWatch, monitor_job: str | None) -> dict:
     events, watch.offset = runfiles.read_events(job_dir, watch.offset)
     for event in events:
         p.feed(event)
+    if p.study and p.recommendation is None:
+        p.recommendation = _recommendation(Path(p.study)) or {}  # {}: read once, even when there is none
     state = jobs.job_state(job_dir)
     shown = (watch.offset, state)
     if shown == watch.shown:

@@ -15,7 +15,7 @@ PLAN = [{"type": "queued", "kind": "study", "resume": False},
         {"type": "running", "pid": 1, "resume": False},
         {"type": "study_plan", "batch_sizes": [2, 4], "prompts": ["tibbie, sheep", "tibbie, sitting on tree"],
          "grids": 2, "lr_scaling": "same"}]
-TRAIN_BS4 = [{"type": "study_stage", "stage": "train", "index": 1, "total": 2},
+TRAIN_BS4 = [{"type": "study_stage", "stage": "train", "index": 1, "total": 2, "run": "bs4", "batch_size": 4},
              {"type": "caching", "done": 3, "total": 8, "run": "bs4", "batch_size": 4},
              {"type": "started", "total_steps": 120, "steps_per_epoch": 60, "epochs": 2, "frames": 8, "start_step": 0,
               "resumed": False, "device": "cpu", "config": {}, "run": "bs4", "batch_size": 4},
@@ -29,10 +29,10 @@ GRID_2 = [{"type": "study_stage", "stage": "xy", "index": 1, "total": 2},
           *({"type": "score", "x": i % 8, "y": i // 8, "z": 0, "fidelity": 0.5, "adherence": 0.5, "quality": 0.9,
              "cached": False, "prompt_index": 1} for i in range(37))]
 REPORT = [{"type": "study_stage", "stage": "report", "index": 0, "total": 1},
-          {"type": "study_report", "study": "study.json", "report": "report.html", "sheet": "report.png",
-           "recommendation": {"batch_size": 2, "run": "bs2", "epoch": 2, "weight": 0.7,
-                              "reason": "recognised from 0.5 and the tree survives to 0.8"}},
-          {"type": "done", "study": "study.json", "report": "report.html", "sheet": "report.png"}]
+          {"type": "study_report", "study": "/s/study.json", "report": "/s/report.html", "sheet": "/s/report.png",
+           "recommendation": "recognised from 0.5 and the tree survives to 0.8"},
+          {"type": "done", "study": "/s/study.json", "report": "/s/report.html", "sheet": "/s/report.png",
+           "recommendation": "recognised from 0.5 and the tree survives to 0.8", "runs": ["/s/bs2", "/s/bs4"]}]
 
 
 def progress_after(events, prompts=("", "sitting on tree")) -> StudyProgress:
@@ -45,6 +45,8 @@ def progress_after(events, prompts=("", "sitting on tree")) -> StudyProgress:
 def test_the_study_says_in_words_which_run_trains_which_grid_is_drawn_and_what_it_recommends():
     assert progress_text(progress_after(PLAN[:1]), "queued") == "waiting for the worker"
     assert progress_text(progress_after(PLAN[:2]), "running") == "loading the model"
+    assert progress_text(progress_after(PLAN + TRAIN_BS4[:1]), "running") == \
+        "training batch size 4 (run 2 of 2) — starting"
 
     caching = progress_after(PLAN + TRAIN_BS4[:2])
     assert progress_text(caching, "running") == "training batch size 4 (run 2 of 2) — encoding frames 3/8"
@@ -60,10 +62,13 @@ def test_the_study_says_in_words_which_run_trains_which_grid_is_drawn_and_what_i
     assert progress_text(first, "running") == "grid 1 of 2 the character prompt: 1/64 cells rendered"
 
     done = progress_after(PLAN + TRAIN_BS4 + GRID_2 + REPORT)
-    assert done.state == "done" and done.report == "report.html"
+    assert done.state == "done" and done.report == "/s/report.html"
+    # The event carries the reason; study.json the pick it is about (read once by the view).
+    assert study_view.message_text(done, "done") == "**Recommendation:** recognised from 0.5 and the tree survives to 0.8"
+    done.recommendation = {"batch_size": 2, "run": "bs2", "epoch": 2, "weight": 0.7,  # study.json's pick
+                           "reason": "recognised from 0.5 and the tree survives to 0.8"}
     assert study_view.message_text(done, "done") == (
-        "**Recommendation:** batch size **2**, epoch **2**, weight **0.7** — recognised from 0.5 and the tree "
-        "survives to 0.8")
+        "**Recommendation: batch size 2 · epoch 2 · weight 0.7**\n\nrecognised from 0.5 and the tree survives to 0.8")
     assert "<progress" not in status_html(done, "done")
 
 
