@@ -272,7 +272,8 @@ def update(watch: StudyWatch, monitor_job: str | None) -> dict:
     first = not watch.shown
     watch.shown = shown
     out = {"status": status_html(p, state), "message": message_text(p, state),
-           "resume": gr.update(interactive=state in ("stopped", "error", "interrupted"))}
+           "resume": gr.update(visible=state in ("stopped", "error", "interrupted"),
+                               interactive=state in ("stopped", "error", "interrupted"))}
     if first:
         out["visible"] = True
     report, sheet = _file(job_dir, p.report), _file(job_dir, p.sheet)
@@ -289,35 +290,44 @@ def update(watch: StudyWatch, monitor_job: str | None) -> dict:
 
 @dataclass
 class StudyView:
-    """The view's components, keyed as update() names its changes."""
+    """The view's components, keyed as update() names its changes: the status beside the monitor, the report below."""
 
     box: gr.Column
     status: gr.HTML
     message: gr.Markdown
     resume: gr.Button
-    report_file: gr.DownloadButton
-    sheet_file: gr.DownloadButton
-    report: gr.HTML
+    report_box: gr.Column | None = None
+    report_file: gr.DownloadButton | None = None
+    sheet_file: gr.DownloadButton | None = None
+    report: gr.HTML | None = None
 
     def outputs(self) -> list:
         """Every component update() may change."""
-        return [self.box, self.status, self.message, self.resume, self.report_file, self.sheet_file, self.report]
+        return [self.box, self.status, self.message, self.resume, self.report_box, self.report_file, self.sheet_file,
+                self.report]
 
 
 def build() -> StudyView:
-    """Lay out the view (hidden until the monitor follows a study) in the current Blocks context."""
+    """Lay out the status part (hidden until the monitor follows a study) in the current Blocks context."""
     with gr.Column(visible=False, elem_id="study-view") as box:
         gr.Markdown("### Batch-size study")
         status = gr.HTML("", elem_id="study-status")
         message = gr.Markdown("", elem_id="study-recommendation")
+        resume = gr.Button("Resume study", interactive=False, visible=False, elem_id="study-resume-button", size="sm")
+    return StudyView(box, status, message, resume)
+
+
+def build_report(view: StudyView) -> StudyView:
+    """Lay out the report part, full width (the report is a wide page): its downloads and the report itself."""
+    with gr.Column(visible=False, elem_id="study-report-box") as view.report_box:
+        gr.Markdown("### Study report")
         with gr.Row():
-            report_file = gr.DownloadButton("Download report (HTML)", value=None, interactive=False,
-                                            elem_id="study-download-report")
-            sheet_file = gr.DownloadButton("Download report sheet (PNG)", value=None, interactive=False,
-                                           elem_id="study-download-sheet")
-            resume = gr.Button("Resume study", interactive=False, elem_id="study-resume-button")
-        report = gr.HTML("", visible=False, elem_id="study-report")
-    return StudyView(box, status, message, resume, report_file, sheet_file, report)
+            view.report_file = gr.DownloadButton("Download report (HTML)", value=None, interactive=False,
+                                                 elem_id="study-download-report")
+            view.sheet_file = gr.DownloadButton("Download report sheet (PNG)", value=None, interactive=False,
+                                                elem_id="study-download-sheet")
+        view.report = gr.HTML("", visible=False, elem_id="study-report")
+    return view
 
 
 def render(view: StudyView, changes: dict) -> dict:
@@ -325,6 +335,7 @@ def render(view: StudyView, changes: dict) -> dict:
     out = {getattr(view, name): value for name, value in changes.items() if name != "visible"}
     if "visible" in changes:
         out[view.box] = gr.Column(visible=changes["visible"])
+        out[view.report_box] = gr.Column(visible=changes["visible"])
     return out
 
 

@@ -144,6 +144,7 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
         with gr.Column(scale=3, min_width=480):
             study = study_view.build()  # shown while the monitor follows a study job
             panel = monitor.build()
+    study_view.build_report(study)  # full width below: the report is a wide page
 
     watch = gr.State(monitor.Watch())
     form_inputs = set(comps.values())
