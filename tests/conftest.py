@@ -49,9 +49,10 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def demo_lora(tmp_path_factory) -> tuple[Path, Path, dict]:
     """The demo preset trained once per session on the demo frames (distorted ones excluded): (run, last file, result).
 
-    The run folder has its job.toml, as a studio run has, so a grid of it knows its dataset.
+    The run folder has its job.toml and events.jsonl, as a studio run has, so a grid of it knows its
+    dataset and a study report has its real loss curve.
     """
-    from lora_studio import jobs
+    from lora_studio import jobs, runfiles
     from lora_studio.toy.proof import demo_config, train_demo_lora
 
     home = tmp_path_factory.mktemp("demo-home")
@@ -61,7 +62,7 @@ def demo_lora(tmp_path_factory) -> tuple[Path, Path, dict]:
         run = home / "run"
         run.mkdir()
         jobs.write_job_file(run, "train", demo_config())
-        lora, result = train_demo_lora(run)
+        lora, result = train_demo_lora(run, emit=runfiles.Recorder(run))
         return run, lora, result
     finally:
         if old is None:

@@ -34,12 +34,12 @@ def demo_config(base: str = "toy"):
                             load_preset("demo"))
 
 
-def train_demo_lora(run_dir: Path, base: str = "toy") -> tuple[Path, dict]:
+def train_demo_lora(run_dir: Path, base: str = "toy", emit=lambda event: None) -> tuple[Path, dict]:
     """The demo preset on the demo frames (distorted ones excluded): (last epoch's file, result)."""
     from lora_studio.train.loop import train
 
     config = demo_config(base)
-    result = train(config, Path(run_dir))
+    result = train(config, Path(run_dir), emit)
     return Path(run_dir) / f"tibbie-{config.epochs:06d}.safetensors", result
 
 
