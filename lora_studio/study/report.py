@@ -97,13 +97,13 @@ def grid_state(grid: dict) -> str:
             }.get(grid.get("state"), "drawn and scored")
 
 
-def pick_text(pick: dict | None, run: str = "") -> str:
+def pick_text(pick: dict | None, run: dict | None = None) -> str:
     """A grid's pick for one run, in words."""
     if not pick:
         return "no pick (not scored yet, or nothing with the LoRA on passed)"
     if pick.get("epoch") is None or pick.get("weight") is None:
         return pick.get("reason") or "no pick"
-    return f"epoch {pick['epoch']}, weight {weight_text(pick['weight'])}: {_own_words({'run': run, **pick})}".rstrip(": ")
+    return f"epoch {pick['epoch']}, weight {weight_text(pick['weight'])}: {_own_words({**(run or {}), **pick})}".rstrip(": ")
 
 
 def lr_text(value) -> str:
@@ -277,7 +277,7 @@ def report_html(study: dict, study_dir: Path) -> str:
         number = grid.get("prompt_index", 0) + 1
         out.append(f"<h3>Prompt {number}: <code>{_esc(grid.get('prompt', ''))}</code> — {_esc(grid_state(grid))}</h3>")
         out.append("<ul>" + "".join(f"<li>{_esc(r.get('run'))} (batch {_esc(r.get('batch_size'))}): pick "
-                                    f"{_esc(pick_text((grid.get('picks') or {}).get(r.get('run')), r.get('run')))}</li>"
+                                    f"{_esc(pick_text((grid.get('picks') or {}).get(r.get('run')), r))}</li>"
                                     for r in runs) + "</ul>")
         out.append("<div class=heatmaps>")
         for names, path, relative in heatmap_files(study_dir, grid, runs):

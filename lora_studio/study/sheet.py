@@ -137,7 +137,7 @@ def draw_sheet(study: dict, study_dir: Path) -> Image.Image:
     for grid in grids:
         number = grid.get("prompt_index", 0) + 1
         blocks.append(text_block([f"Prompt {number}: {grid.get('prompt', '')} — {grid_state(grid)}"], 18))
-        blocks.append(text_block([f"{r.get('run')} pick: {pick_text((grid.get('picks') or {}).get(r.get('run')), r.get('run'))}"
+        blocks.append(text_block([f"{r.get('run')} pick: {pick_text((grid.get('picks') or {}).get(r.get('run')), r)}"
                                   for r in runs], 14))
         pictures = [_open(path) for _names, path, _rel in heatmap_files(study_dir, grid, runs) if path is not None]
         if pictures:
