@@ -121,6 +121,7 @@ def run_study(config: TrainConfig, study: StudyConfig, root: Path, emit: Callabl
     """
     from lora_studio.generate.xy_job import run_xy_plot
     from lora_studio.models.load import load_base
+    from lora_studio.study.report import write_report
     from lora_studio.train.network import remove_lora
     from lora_studio.train.sweep import run_sweep
 
@@ -198,21 +199,13 @@ def run_study(config: TrainConfig, study: StudyConfig, root: Path, emit: Callabl
                                                                       state.data["best"])
     emit({"type": runfiles.STUDY_STAGE, "stage": "report", "index": 0, "total": 1})
     state.write()
-    report, sheet = _write_report(root)
-    state.data.update(report=report and state.rel(report), sheet=sheet and state.rel(sheet))
+    written = write_report(root)
+    report, sheet = Path(written["report"]), Path(written["sheet"])
+    state.data.update(report=state.rel(report), sheet=state.rel(sheet))
     study_file = state.write()
     recommendation = (state.data["recommendation"] or {}).get("reason")
-    emit({"type": runfiles.STUDY_REPORT, "study": str(study_file), "report": report and str(report),
-          "sheet": sheet and str(sheet), "recommendation": recommendation})
-    return {"study": str(study_file), "report": report and str(report), "sheet": sheet and str(sheet),
-            "recommendation": recommendation, "runs": [str(d) for d in run_dirs]}
+    emit({"type": runfiles.STUDY_REPORT, "study": str(study_file), "report": str(report), "sheet": str(sheet),
+          "recommendation": recommendation})
+    return {"study": str(study_file), "report": str(report), "sheet": str(sheet), "recommendation": recommendation,
+            "runs": [str(d) for d in run_dirs]}
 
-
-def _write_report(root: Path) -> tuple[Path | None, Path | None]:
-    """report.html and report.png from study.json (study/report.py, written beside this module)."""
-    try:
-        from lora_studio.study.report import write_report
-    except ImportError:  # report.py lands in a parallel change; until then the study ends at study.json
-        return None, None
-    written = write_report(root)
-    return Path(written["report"]), Path(written["sheet"])
