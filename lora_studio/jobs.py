@@ -341,7 +341,8 @@ class Progress:
     def feed(self, event: dict) -> None:
         """Fold one event into the view."""
         kind = event.get("type")
-        if event.get("run", self.run) != self.run:  # a sweep moved on to its next batch size
+        # A sweep (or study) moved on to its next batch size; a grid's `recommendation` names its picked run instead.
+        if kind != runfiles.RECOMMENDATION and event.get("run", self.run) != self.run:
             self.run = event["run"]
             self.losses, self.lrs, self._ema, self._ema_n, self._rate_start = [], [], None, 0, None
             self.validation = []

@@ -112,3 +112,11 @@ def test_start_study_queues_the_forms_config_with_the_te_lr_in_force_and_the_pla
     assert shown["visible"] is True and "waiting for the worker" in shown["status"]
     assert watch.progress.prompts == ["", "sitting on tree"]
     assert study_view.update(watch, None) == {"visible": False}
+
+
+def test_the_monitor_beside_the_study_keeps_the_last_runs_loss_curve_through_the_grids():
+    p = jobs.Progress()
+    for event in PLAN + TRAIN_BS4 + GRID_2 + [{"type": "recommendation", "epoch": 2, "weight": 1.0, "reason": "",
+                                               "path": "g.png", "run": "bs2", "prompt_index": 1}]:
+        p.feed(event)
+    assert p.run == "bs4" and len(p.losses) == 40  # the grid's pick names a run; it is no new training

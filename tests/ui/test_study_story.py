@@ -104,7 +104,8 @@ def test_a_study_of_batch_sizes_1_and_2_shows_its_progress_then_the_recommendati
 
     recommendation = page.locator("#study-recommendation")
     expect(recommendation).to_contain_text("Recommendation: batch size")
-    study = json.loads(next((studio_home / "runs").glob("*-study-*/study.json")).read_text())
+    study_dir = next((studio_home / "runs").glob("*-study-*"))
+    study = json.loads((study_dir / "study.json").read_text())
     picked = study["recommendation"]
     assert picked["batch_size"] in (1, 2) and picked["epoch"] in (1, 2) and picked["weight"] in (0, 1)
     expect(recommendation).to_contain_text(f"batch size {picked['batch_size']} · epoch {picked['epoch']} · "
@@ -119,3 +120,12 @@ def test_a_study_of_batch_sizes_1_and_2_shows_its_progress_then_the_recommendati
     expect(page.locator("#study-download-sheet")).to_be_enabled()
     expect(page.locator("#study-resume-button")).to_be_hidden()  # nothing to resume in a finished study
     page.locator("#study-report-box").screenshot(path=str(screenshot_dir(tmp_path) / "study-report.png"))
+
+    # The Runs tab lists the study, and clicking it shows the study on the Train tab.
+    page.get_by_role("tab", name="Runs").click()
+    expect(page.locator("#runs-table")).to_contain_text(study_dir.name)
+    page.reload()  # a reopened page shows the newest job, the finished study, from its files alone
+    expect(page.locator("#study-recommendation")).to_contain_text("Recommendation: batch size")
+    page.get_by_role("tab", name="Runs").click()
+    page.locator("#runs-table").get_by_text(study_dir.name).last.click()
+    expect(page.frame_locator("#study-report-frame").locator("h1")).to_contain_text("Batch-size study: tibbie")
