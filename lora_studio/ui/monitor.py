@@ -113,7 +113,7 @@ def _lr_frame(progress: jobs.Progress) -> pd.DataFrame | None:
 
 def _status_html(p: jobs.Progress, state: str) -> str:
     word = STATE_WORDS.get(state, state)
-    kind = {"probe": "LR probe", "sweep": "batch-size sweep", "xy": "XY plot"}.get(p.kind, "training")
+    kind = {"probe": "LR probe", "sweep": "batch-size sweep", "xy": "XY plot", "study": "batch-size study"}.get(p.kind, "training")
     parts = [f"<b data-state='{state}'>{word}</b> {kind}"]
     if p.run:
         parts.append(html.escape(p.run))
