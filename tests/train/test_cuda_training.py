@@ -104,3 +104,14 @@ def test_a_base_kept_on_the_gpu_in_fp16_stays_there_for_the_next_job(tiny_model_
           base=base)
     parts = (base.unet, base.text_encoder, base.vae)
     assert {p.device.type for p in parts} == {"cuda"} and {p.dtype for p in parts} == {torch.float16}
+
+
+@pytest.mark.parametrize("te_lr", [None, 0.0], ids=["text-encoder-trained", "text-embeddings-cached"])
+def test_the_validation_loss_runs_under_fp16_autocast_whether_or_not_the_text_encoder_trains(
+        te_lr, tiny_model_dir, tiny_frames, tmp_path):
+    events = []
+    config = gpu_config(tiny_model_dir, tiny_frames, mixed_precision="fp16", validation_split=2, te_lr=te_lr,
+                        shuffle_caption=te_lr is None)  # frozen encoder + fixed captions: the cached-embedding path
+    train(config, tmp_path / "run", events.append)
+    losses = {e["epoch"]: e["loss"] for e in events if e["type"] == "validation"}
+    assert sorted(losses) == list(range(config.epochs + 1)) and all(map(math.isfinite, losses.values()))

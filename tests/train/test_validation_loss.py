@@ -77,3 +77,19 @@ def test_a_split_is_a_fraction_or_a_count_and_leaves_something_to_train():
     assert [f.id for f in held_again] == [f.id for f in held]  # the same frames, whatever order the scan found
     with pytest.raises(UserError, match="leaving none to train"):
         split_validation(frames, 10, seed=42)
+
+
+def test_a_frozen_text_encoder_with_cached_caption_embeddings_gives_the_same_validation_loss(
+        tiny_model_dir, tiny_frames, tmp_path):
+    from tests.train.test_loop import tiny_config
+
+    before = {}
+    for shuffle in (True, False):  # shuffled captions keep the encoder; fixed ones cache its outputs
+        events = []
+        config = tiny_config(tiny_model_dir, tiny_frames, validation_split=2, te_lr=0.0, shuffle_caption=shuffle,
+                             epochs=1)
+        train(config, tmp_path / f"shuffle-{shuffle}", events.append)
+        before[shuffle] = _validation(events)[0]
+        assert sorted(_validation(events)) == [0, 1]
+    # The held-out captions are never shuffled: both paths embed the same text with the same encoder.
+    assert before[True] == pytest.approx(before[False], rel=1e-5)
