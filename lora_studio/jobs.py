@@ -97,32 +97,29 @@ def write_job_file(run_dir: Path, kind: str, config: TrainConfig, *, batch_sizes
     return runfiles.atomic_write(Path(run_dir) / runfiles.JOB_FILE, text)
 
 
-def submit(kind: str, config: TrainConfig, *, batch_sizes=None, preset: str = "", start_worker: bool = True) -> Job:
-    """Write runs/<id>/job.toml, queue it, and start the worker if none is running."""
+def submit(kind: str, config: TrainConfig, *, batch_sizes=None, preset: str = "", start_worker: bool = True,
+           study: StudyConfig | None = None) -> Job:
+    """Write runs/<id>/job.toml, queue it, and start the worker if none is running (a study: see submit_study)."""
     if kind not in KINDS:
         raise UserError(f"unknown job kind {kind!r}", f"one of {', '.join(KINDS)}")
     config = _absolute_paths(config).validate()
+    if kind == "study":
+        study = (study or StudyConfig()).validate()  # refused before any folder is made
     run_dir = paths.runs_dir() / new_job_id(kind, config.name)
     run_dir.mkdir(parents=True)
     sizes = [int(b) for b in (batch_sizes or SWEEP_BATCH_SIZES)] if kind == "sweep" else []
-    write_job_file(run_dir, kind, config, batch_sizes=sizes, preset=preset)
+    write_job_file(run_dir, kind, config, batch_sizes=sizes, preset=preset, study=study)
     runfiles.append_event(run_dir, {"type": runfiles.QUEUED, "kind": kind, "resume": False})
     if start_worker:
         ensure_worker()
+    if study is not None:
+        return Job(run_dir, kind, config, list(study.batch_sizes), preset, study)
     return Job(run_dir, kind, config, sizes, preset)
 
 
 def submit_study(config: TrainConfig, study: StudyConfig, *, preset: str = "", start_worker: bool = True) -> Job:
     """Queue a batch-size study: job.toml holds the TrainConfig (the preset, at its own batch size) and [study]."""
-    config = _absolute_paths(config).validate()
-    study.validate()
-    run_dir = paths.runs_dir() / new_job_id("study", config.name)
-    run_dir.mkdir(parents=True)
-    write_job_file(run_dir, "study", config, preset=preset, study=study)
-    runfiles.append_event(run_dir, {"type": runfiles.QUEUED, "kind": "study", "resume": False})
-    if start_worker:
-        ensure_worker()
-    return Job(run_dir, "study", config, list(study.batch_sizes), preset, study)
+    return submit("study", config, preset=preset, start_worker=start_worker, study=study)
 
 
 def submit_xy(settings, *, start_worker: bool = True) -> Job:

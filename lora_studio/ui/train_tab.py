@@ -44,14 +44,15 @@ def te_lr_text(config: TrainConfig) -> str:
 
 def budget_text(config: TrainConfig) -> str:
     """'kept 46 of 48 frames · 46 frames × 6 repeats × 8 epochs ÷ batch 1 = 2208 steps' plus the TE LR in force."""
-    from lora_studio.data.run_frames import load_kept_frames
+    from lora_studio.data.run_frames import load_kept_frames, split_validation
 
-    budget = jobs.step_budget(config, jobs.kept_frames(config))
+    # one scan of the folder: the kept frames, then the ones the validation split leaves to train on
+    trained, held_out = split_validation(load_kept_frames(config)[0], config.validation_split, config.seed)
+    budget = jobs.step_budget(config, trained)
     per_bucket = f" ({budget['buckets']} aspect buckets)" if budget["buckets"] > 1 else ""
     te = te_lr_text(config)
-    kept = len(load_kept_frames(config)[0])
-    held = f", {kept - budget['frames']} held out for the validation loss" if kept > budget["frames"] else ""
-    return (f"**Dataset:** {kept_of(config, kept)}{held} (review them on the Dataset tab) · "
+    held = f", {len(held_out)} held out for the validation loss" if held_out else ""
+    return (f"**Dataset:** {kept_of(config, len(trained) + len(held_out))}{held} (review them on the Dataset tab) · "
             f"**Step budget:** {budget['frames']} frames × {config.repeats} repeats × {config.epochs} epochs "
             f"÷ batch {config.batch_size} = **{budget['total_steps']} steps** "
             f"({budget['steps_per_epoch']} per epoch{per_bucket}) · te_lr in force: {te}")
