@@ -376,6 +376,10 @@ class StudyConfig:
                          "√(batch ÷ the preset's batch))", choices=STUDY_LR_SCALING, label="LR across batch sizes")
     negative: str = _f("", "negative prompt of every grid", label="Negative prompt")
     seed: int = _f(1234, "fixed seed of every cell", min=0, max=2**32 - 1, label="Seed")
+    # One seed per cell is the seed's grid, but a judge of one picture is a coin toss where a LoRA is
+    # recognised in some seeds and not others (benchmarks/study.md): more seeds, steadier verdicts.
+    seeds: int = _f(1, "seeds per cell: each grid is drawn again with seed+1, seed+2, …; a cell's scores are "
+                    "their mean (each seed costs one more set of grids)", min=1, max=8, label="Seeds per cell")
     sampler: str = _f("DPM++ 2M Karras", "A1111 sampler name", label="Sampler")
     steps: int = _f(20, "sampling steps", min=1, max=150, label="Steps")
     cfg: float = _f(7.0, "CFG scale", min=1.0, max=30.0, label="CFG scale")

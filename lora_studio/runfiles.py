@@ -81,9 +81,13 @@ def sweep_subrun(batch_size: int) -> str:
     return f"bs{batch_size}"
 
 
-def study_grid_dir(root: Path, prompt_index: int) -> Path:
-    """A study's XY plots of its prompt number prompt_index (0-based): grids/p1, grids/p2, …"""
-    return Path(root) / STUDY_GRIDS_DIR / f"p{prompt_index + 1}"
+def study_grid_dir(root: Path, prompt_index: int, seed_index: int = 0) -> Path:
+    """A study's XY plot of prompt number prompt_index and its seed_index-th seed (both 0-based).
+
+    grids/p1, grids/p2, … for the study's seed; grids/p1-seed2, … for the seeds after it (StudyConfig.seeds).
+    """
+    name = f"p{prompt_index + 1}" + (f"-seed{seed_index + 1}" if seed_index else "")
+    return Path(root) / STUDY_GRIDS_DIR / name
 
 
 def xy_grid_stem(number: int) -> str:
@@ -144,7 +148,7 @@ COMMON_FIELDS = ("type", "time")
 SWEEP_FIELDS = ("run", "batch_size")
 # A study forwards its runs' and grids' events into its own stream too; a grid's events also carry
 # the study prompt they belong to.
-STUDY_FIELDS = ("prompt_index",)
+STUDY_FIELDS = ("prompt_index", "seed_index")  # seed_index: which of a prompt's seeds (StudyConfig.seeds)
 
 
 def _declare(name: str, writer: str, meaning: str, fields: tuple = (), optional: tuple = ()) -> str:
@@ -204,8 +208,9 @@ RECOMMENDATION = _declare("recommendation", "XY plot", "the epoch × weight the 
 SHARE = _declare("share", "XY run", "the small copy of the grid to post", ("path",))
 
 # Batch-size studies (lora_studio/study/): trainings and XY plots above, forwarded, then a report
-STUDY_PLAN = _declare("study_plan", "study", "what the study will do: its batch sizes, prompts and grids",
-                      ("batch_sizes", "prompts", "grids", "lr_scaling"))
+STUDY_PLAN = _declare("study_plan", "study", "what the study will do: its batch sizes, prompts and grids "
+                      "(seeds: the seed of every grid of a prompt)", ("batch_sizes", "prompts", "grids", "lr_scaling"),
+                      ("seeds",))
 STUDY_STAGE = _declare("study_stage", "study", "the study moves on: stage 'train' (a run), 'xy' (a prompt's "
                        "grids) or 'report'; index of total within that stage", ("stage", "index", "total"))
 STUDY_REPORT = _declare("study_report", "study", "study.json, the report and its PNG sheet were written",

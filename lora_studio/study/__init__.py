@@ -10,6 +10,7 @@ A study folder (a job folder of kind "study", or `--output DIR`):
                       (tagged run/batch_size, and prompt_index for a grid's), study_report, done
     bs1/ … bs4/       one training run per batch size (train/sweep.py's sub-runs)
     grids/p1/ …       one XY plot per study prompt: X epoch, Y weight, Z run over bs1 … bs4, scored
+    grids/p1-seed2/ … the same plot with the next seed, one folder per further seed (StudyConfig.seeds > 1)
     study.json        the results (below), written after every stage so a stopped study shows what it has
     report.html       the report, self-contained (every image embedded as a data: URI)
     report.png        the same report as one sheet to post
@@ -18,6 +19,7 @@ study.json (all paths relative to the study folder; numbers are plain JSON numbe
 
     {"version": 1, "name": str, "dataset": str, "base": str, "preset": str,
      "lr_scaling": "same" | "sqrt", "batch_sizes": [int], "weights": [float],
+     "seeds": [int],                       # the seed of each of a prompt's grids (the first is the study's seed)
      "prompts": [str],                     # as the grids used them (trigger and LoRA tag added)
      "runs": [{"batch_size": int, "run": "bs1", "folder": "bs1", "state": "done" | "stopped" | "pending",
                "unet_lr": float, "te_lr": float, "steps": int, "steps_per_epoch": int, "epochs": int,
@@ -29,6 +31,9 @@ study.json (all paths relative to the study folder; numbers are plain JSON numbe
                 "grid": "grids/p1/xy_grid-0001.png",            # the combined sheet (all runs), A1111 parameters kept
                 "run_grids": {"bs1": "grids/p1/xy_grid-0001-z01.png", …},  # one run: the grid itself
                 "scores": "grids/p1/xy_grid-0001-scores.json", "heatmaps": {"bs1": "grids/p1/xy_grid-0001-bs1-scores.png", …},
+                "seed_grids": [{"seed": int, "grid": str, "run_grids": {…}, "scores": str}],  # seeds after the first
+                                                        # (grid, run_grids and scores above are the first seed's);
+                                                        # heatmaps and picks are over every seed's cells (their mean)
                 "picks": {"bs1": {"epoch": int, "weight": float, "reason": str} | null, …},  # epoch and weight
                                                         # null when every cell with the LoRA on looks broken (reason says so)
                 "state": "done" | "stopped" | "pending"}],       # grid and scores null until drawn

@@ -91,6 +91,14 @@ def run_state(run: dict) -> str:
     return f"trained {run.get('epochs', epochs_done)} epochs, {run.get('steps', '?')} steps{_duration(run.get('elapsed_s'))}"
 
 
+def seeds_text(study: dict) -> str:
+    """'seed 1234' or 'seeds 1234, 1235: every score is the mean over them'."""
+    seeds = study.get("seeds") or []
+    if len(seeds) <= 1:
+        return f"seed {seeds[0]}" if seeds else "one seed"
+    return f"seeds {', '.join(str(s) for s in seeds)}: every score is the mean over them"
+
+
 def grid_state(grid: dict) -> str:
     """Where one prompt's grids stand, in words."""
     return {"pending": "not drawn yet", "stopped": "stopped before every cell was drawn (resume the study to finish)",
@@ -246,7 +254,8 @@ def report_html(study: dict, study_dir: Path) -> str:
            f"<h1>Batch-size study: {_esc(name)}</h1>",
            f"<p class=meta>Dataset <code>{_esc(study.get('dataset', ''))}</code> · base <code>"
            f"{_esc(study.get('base', ''))}</code> · preset <code>{_esc(study.get('preset', ''))}</code> · "
-           f"weights {_esc(', '.join(weight_text(w) for w in study.get('weights', [])))}</p>",
+           f"weights {_esc(', '.join(weight_text(w) for w in study.get('weights', [])))} · "
+           f"{_esc(seeds_text(study))}</p>",
            "<h2>Recommendation</h2>", f"<p class=headline>{_esc(headline(study))}</p>"]
     if not study_complete(study):
         notes = unfinished(study)
@@ -273,6 +282,7 @@ def report_html(study: dict, study_dir: Path) -> str:
     grids = study.get("grids", [])
     if not grids:
         out.append("<p class=missing>No grid yet: the grids are drawn once the runs have trained.</p>")
+    seed_mean = f", the mean of {len(study['seeds'])} seeds" if len(study.get("seeds") or []) > 1 else ""
     for grid in grids:
         number = grid.get("prompt_index", 0) + 1
         out.append(f"<h3>Prompt {number}: <code>{_esc(grid.get('prompt', ''))}</code> — {_esc(grid_state(grid))}</h3>")
@@ -288,7 +298,7 @@ def report_html(study: dict, study_dir: Path) -> str:
             else:
                 out.append(f"<figure>{_img(path.read_bytes(), f'fidelity, adherence and quality heatmaps of {label}')}"
                            f"<figcaption>{_esc(label)}: fidelity, adherence and quality per epoch (columns) × weight "
-                           "(rows), the pick outlined</figcaption></figure>")
+                           f"(rows){_esc(seed_mean)}, the pick outlined</figcaption></figure>")
         out.append("</div>")
 
     out.append("<h2>The grids side by side</h2>")
@@ -301,6 +311,13 @@ def report_html(study: dict, study_dir: Path) -> str:
                        f"<figcaption>Prompt {number}: <code>{_esc(prompt)}</code> — every batch size side by side "
                        f"(epochs across, weights down; {_esc(grid.get('grid'))}, its A1111 parameters inside)"
                        "</figcaption></figure>")
+            for extra in grid.get("seed_grids") or []:
+                path = study_file(study_dir, extra.get("grid"))
+                if path is not None:
+                    seed = extra.get("seed")
+                    out.append(f"<figure>{_img(path.read_bytes(), f'prompt {number}, seed {seed}')}"
+                               f"<figcaption>Prompt {number}, seed {_esc(extra.get('seed'))}: the same grid with the "
+                               f"next seed ({_esc(extra.get('grid'))})</figcaption></figure>")
             continue
         parts = [(run, study_file(study_dir, path)) for run, path in (grid.get("run_grids") or {}).items()]
         parts = [(run, p) for run, p in parts if p is not None]

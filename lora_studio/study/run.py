@@ -1,11 +1,13 @@
 """The batch-size study, start to end: `run_study` is the one study that `lora-studio study` and the worker call.
 
     train   one run per batch size in root/bsN (train/sweep.py's run_sweep, one size at a time)
-    xy      per study prompt one XY plot in grids/pN: X epoch, Y weight, Z run over bs1 … bsN, scored
+    xy      per study prompt one XY plot in grids/pN: X epoch, Y weight, Z run over bs1 … bsN, scored;
+            with StudyConfig.seeds > 1 the same plot again per further seed in grids/pN-seed2 …, and every
+            pick, heatmap and the recommendation use the cells' mean over the seeds
     report  study.json (written after every stage), then report.html and report.png
 
 Every event of the runs and grids is forwarded into the study's own stream, tagged with `run` and
-`batch_size` (a training's) or `prompt_index` (a grid's). A sub-run's `done` is forwarded as
+`batch_size` (a training's) or `prompt_index` and `seed_index` (a grid's). A sub-run's `done` is forwarded as
 `run_done`, and the inner `stopped` events are not forwarded: the study's one final event (done or
 stopped, with this function's result) is the caller's to write. Run again on the same folder, a
 study trains only the runs not finished (resume=True continues a stopped one from its saved state)
@@ -65,12 +67,18 @@ def study_weights(study: StudyConfig) -> list[float]:
     return [float(w) for w in parse_axis(f"weight={study.weights}").values]
 
 
-def grid_settings(config: TrainConfig, study: StudyConfig, prompt: str, run_dirs: list[Path]) -> XYPlotConfig:
+def study_seeds(study: StudyConfig) -> list[int]:
+    """The seed of each of a prompt's grids: the study's seed, then the next ones (StudyConfig.seeds)."""
+    return [(study.seed + k) % 2**32 for k in range(study.seeds)]
+
+
+def grid_settings(config: TrainConfig, study: StudyConfig, prompt: str, run_dirs: list[Path],
+                  seed: int | None = None) -> XYPlotConfig:
     """One study grid: epoch × weight × run, the study's sampling settings, the run's size and clip skip, scored."""
     from lora_studio.generate.xy_job import run_axis
 
     return XYPlotConfig(base=config.base_model, prompt=prompt, negative=study.negative, x="epoch",
-                        y=f"weight={study.weights}", z=run_axis([str(d) for d in run_dirs]), seed=study.seed,
+                        y=f"weight={study.weights}", z=run_axis([str(d) for d in run_dirs]), seed=study.seed if seed is None else seed,
                         sampler=study.sampler, steps=study.steps, cfg=study.cfg,
                         size=f"{config.resolution}x{config.resolution}", clip_skip=config.clip_skip,
                         share="", score=True, scorer=study.scorer, beta=study.beta).validate()
@@ -85,10 +93,10 @@ class _Study:
         self.data = {"version": STUDY_VERSION, "name": config.name, "dataset": config.dataset,
                      "base": config.base_model, "preset": preset, "lr_scaling": study.lr_scaling,
                      "batch_sizes": list(study.batch_sizes), "weights": study_weights(study),
-                     "prompts": prompts, "runs": [], "grids": [
+                     "seeds": study_seeds(study), "prompts": prompts, "runs": [], "grids": [
                          {"prompt_index": i, "prompt": p, "folder": self.rel(runfiles.study_grid_dir(root, i)),
-                          "grid": None, "run_grids": {}, "scores": None, "heatmaps": {}, "picks": {},
-                          "state": "pending"} for i, p in enumerate(prompts)],
+                          "grid": None, "run_grids": {}, "scores": None, "seed_grids": [], "heatmaps": {},
+                          "picks": {}, "state": "pending"} for i, p in enumerate(prompts)],
                      "best": [], "recommendation": None, "report": None, "sheet": None}
         self.refresh_runs()
 
@@ -131,8 +139,9 @@ def run_study(config: TrainConfig, study: StudyConfig, root: Path, emit: Callabl
     state = _Study(root, config, study, preset, prompts)
     sizes = list(study.batch_sizes)
     run_dirs = [root / runfiles.sweep_subrun(b) for b in sizes]
+    seeds = study_seeds(study)
     emit({"type": runfiles.STUDY_PLAN, "batch_sizes": sizes, "prompts": prompts, "grids": len(prompts),
-          "lr_scaling": study.lr_scaling})
+          "lr_scaling": study.lr_scaling, "seeds": seeds})
     state.write()
 
     def stopped() -> dict:
@@ -162,35 +171,48 @@ def run_study(config: TrainConfig, study: StudyConfig, root: Path, emit: Callabl
     thresholds = None
     for index, prompt in enumerate(prompts):
         entry = state.data["grids"][index]
-        emit({"type": runfiles.STUDY_STAGE, "stage": "xy", "index": index, "total": len(prompts),
-              "prompt_index": index})
+        entry["seed_grids"] = []
+        prompt_cells: list[dict] = []  # every seed's cells: picks and heatmaps average them per cell
+        for seed_index, seed in enumerate(seeds):
+            emit({"type": runfiles.STUDY_STAGE, "stage": "xy", "index": index, "total": len(prompts),
+                  "prompt_index": index, "seed_index": seed_index})
 
-        def from_grid(event: dict, index=index) -> None:
-            if event.get("type") != runfiles.STOPPED:
-                emit({**event, "prompt_index": index})
+            def from_grid(event: dict, index=index, seed_index=seed_index) -> None:
+                if event.get("type") != runfiles.STOPPED:
+                    emit({**event, "prompt_index": index, "seed_index": seed_index})
 
-        folder = runfiles.study_grid_dir(root, index)
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            plotted = run_xy_plot(grid_settings(config, study, prompt, run_dirs), base, folder, from_grid, should_stop)
-        finally:
-            remove_lora(base.unet, base.text_encoder)  # the plot's adapter wrappers must not reach the next one
-        grid = Path(plotted["grid"])
-        entry.update(grid=state.rel(grid), state="stopped" if plotted["stopped"] else "done",
-                     run_grids={d.name: state.rel(p) for d, p in zip(run_dirs, plotted["grids"] or [grid])})
-        scores = results.load_scores(plotted["scores"]) if plotted.get("scores") else None
-        if scores is not None:
-            thresholds = results.thresholds_of(scores)
-            entry["scores"] = state.rel(Path(plotted["scores"]))
-            for run_dir in run_dirs:
-                cells = [c for c in scores["cells"] if c.get("run") == run_dir.name]
-                pick = results.run_pick(cells, thresholds, study.beta)
-                entry["picks"][run_dir.name] = pick
-                entry["heatmaps"][run_dir.name] = state.rel(results.run_heatmap(grid, scores, run_dir.name, cells, pick))
-            all_cells += [{**c, "prompt_index": index} for c in scores["cells"]]
-        state.write()
-        if plotted["stopped"]:
-            return stopped()
+            folder = runfiles.study_grid_dir(root, index, seed_index)
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                plotted = run_xy_plot(grid_settings(config, study, prompt, run_dirs, seed), base, folder, from_grid,
+                                      should_stop)
+            finally:
+                remove_lora(base.unet, base.text_encoder)  # the plot's adapter wrappers must not reach the next one
+            grid = Path(plotted["grid"])
+            drawn = {"grid": state.rel(grid),
+                     "run_grids": {d.name: state.rel(p) for d, p in zip(run_dirs, plotted["grids"] or [grid])},
+                     "scores": state.rel(Path(plotted["scores"])) if plotted.get("scores") else None}
+            if seed_index == 0:
+                entry.update(drawn)
+            else:
+                entry["seed_grids"].append({"seed": seed, **drawn})
+            entry["state"] = "stopped" if plotted["stopped"] else (
+                "done" if seed_index == len(seeds) - 1 else "pending")
+            scores = results.load_scores(plotted["scores"]) if plotted.get("scores") else None
+            if scores is not None:
+                thresholds = results.thresholds_of(scores)
+                prompt_cells += [{**c, "seed": seed} for c in scores["cells"]]
+                first = grid if seed_index == 0 else state.root / entry["grid"]
+                for run_dir in run_dirs:
+                    cells = [c for c in prompt_cells if c.get("run") == run_dir.name]
+                    pick = results.run_pick(cells, thresholds, study.beta)
+                    entry["picks"][run_dir.name] = pick
+                    entry["heatmaps"][run_dir.name] = state.rel(
+                        results.run_heatmap(first, scores, run_dir.name, cells, pick))
+            state.write()
+            if plotted["stopped"]:
+                return stopped()
+        all_cells += [{**c, "prompt_index": index} for c in prompt_cells]
 
     if thresholds is not None:
         names = [d.name for d in run_dirs]

@@ -119,8 +119,10 @@ def plan_text(config: TrainConfig, study: StudyConfig) -> str:
              for b in study.batch_sizes]
     weights = [w for w in study.weights.replace(" ", "").split(",") if w]
     runs = len(study.batch_sizes)
-    return (f"{runs} run{'s' * (runs != 1)} ({', '.join(steps)}), then {len(study.prompts)} "
-            f"grid{'s' * (len(study.prompts) != 1)} of {config.epochs} epochs × {len(weights)} weights × {runs} "
+    grids = len(study.prompts) * study.seeds
+    seeds = f" ({len(study.prompts)} prompt{'s' * (len(study.prompts) != 1)} × {study.seeds} seeds)" if study.seeds > 1 else ""
+    return (f"{runs} run{'s' * (runs != 1)} ({', '.join(steps)}), then {grids} "
+            f"grid{'s' * (grids != 1)}{seeds} of {config.epochs} epochs × {len(weights)} weights × {runs} "
             f"run{'s' * (runs != 1)}")
 
 

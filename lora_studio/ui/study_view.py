@@ -40,9 +40,11 @@ class StudyProgress:
     note: str = ""
     runs_done: set = field(default_factory=set)
     prompt_index: int | None = None  # the grid being drawn
-    cells: dict = field(default_factory=dict)   # prompt_index → the grid's cell count
-    rendered: dict = field(default_factory=dict)  # prompt_index → {(x, y, z)} cells ready
-    scored: dict = field(default_factory=dict)  # prompt_index → {(x, y, z)} cells scored
+    seed_index: int = 0              # … with which of the prompt's seeds
+    seeds: list = field(default_factory=list)
+    cells: dict = field(default_factory=dict)   # (prompt_index, seed_index) → the grid's cell count
+    rendered: dict = field(default_factory=dict)  # (prompt_index, seed_index) → {(x, y, z)} cells ready
+    scored: dict = field(default_factory=dict)  # (prompt_index, seed_index) → {(x, y, z)} cells scored
     study: str = ""   # study.json, once the report stage wrote it
     report: str = ""
     sheet: str = ""
@@ -61,11 +63,12 @@ class StudyProgress:
             self.batch_sizes = [int(b) for b in event["batch_sizes"]]
             self.prompts = self.prompts or list(event["prompts"])
             self.lr_scaling = event["lr_scaling"]
+            self.seeds = list(event.get("seeds") or [])
         elif kind == runfiles.STUDY_STAGE:
             self.stage, self.stage_index, self.stage_total = event["stage"], event["index"], event["total"]
             self.note = ""
             if self.stage == "xy" and "prompt_index" in event:
-                self.prompt_index = event["prompt_index"]
+                self.prompt_index, self.seed_index = event["prompt_index"], int(event.get("seed_index", 0))
             if self.stage == "train" and "batch_size" in event:
                 self._run_event(kind, event)  # "starting" before the run's own first event
         elif kind == runfiles.STUDY_REPORT:
@@ -96,8 +99,8 @@ class StudyProgress:
 
     def _grid_event(self, kind: str, event: dict) -> None:
         """A forwarded event of one study prompt's XY plot (tagged prompt_index)."""
-        index = int(event["prompt_index"])
-        self.prompt_index = index
+        self.prompt_index, self.seed_index = int(event["prompt_index"]), int(event.get("seed_index", 0))
+        index = (self.prompt_index, self.seed_index)
         where = (event.get("x"), event.get("y"), event.get("z", 0))
         if kind == runfiles.XY_PLAN:
             self.cells[index] = event["cells"]
@@ -115,13 +118,14 @@ class StudyProgress:
 
     def fraction(self) -> tuple[int, int] | None:
         """(done, of) for the bar: the current run's steps, or the current grid's cells; None when unknown."""
-        if self.stage == "xy" and self.prompt_index is not None and self.cells.get(self.prompt_index):
-            return self._cells_done(self.prompt_index)[0], self.cells[self.prompt_index]
+        key = (self.prompt_index, self.seed_index)
+        if self.stage == "xy" and self.prompt_index is not None and self.cells.get(key):
+            return self._cells_done(key)[0], self.cells[key]
         if self.stage in ("train", "") and self.total_steps:
             return self.step, self.total_steps
         return None
 
-    def _cells_done(self, index: int) -> tuple[int, str]:
+    def _cells_done(self, index: tuple) -> tuple[int, str]:
         scored = len(self.scored.get(index, ()))
         return (scored, "scored") if scored else (len(self.rendered.get(index, ())), "rendered")
 
@@ -133,9 +137,12 @@ def progress_text(p: StudyProgress, state: str) -> str:
     if p.stage == "xy" and p.prompt_index is not None:
         grids = max(len(p.prompts), p.stage_total, p.prompt_index + 1)
         text = f"grid {p.prompt_index + 1} of {grids} {p.prompt_label(p.prompt_index)}"
-        if p.cells.get(p.prompt_index):
-            done, what = p._cells_done(p.prompt_index)
-            text += f": {done}/{p.cells[p.prompt_index]} cells {what}"
+        if len(p.seeds) > 1:
+            text += f", seed {p.seed_index + 1} of {len(p.seeds)}"
+        key = (p.prompt_index, p.seed_index)
+        if p.cells.get(key):
+            done, what = p._cells_done(key)
+            text += f": {done}/{p.cells[key]} cells {what}"
         else:
             text += ": planning the cells"
         return text + (f" — {p.note}" if p.note else "")

@@ -147,3 +147,32 @@ def test_a_stopped_study_job_resumes_without_training_a_finished_run_or_renderin
     assert [e["to_render"] for e in events if e["type"] == runfiles.XY_PLAN] == [0]  # every cell from the cache
     assert [e["cells"] for e in events if e["type"] == runfiles.XY_PLAN] == [p["cells"] for p in first_plot]
     assert again["recommendation"] == done["recommendation"]
+
+
+def test_a_study_with_two_seeds_per_cell_draws_every_grid_twice_and_judges_the_mean_of_both(demo_frames, tmp_path):
+    from lora_studio.study import results
+    from lora_studio.study.report import report_html
+
+    root, events = tmp_path / "study", []
+    result = run_study(small_demo(demo_frames), small_study(batch_sizes=[1], prompts=[""], seeds=2), root,
+                       events.append, lambda: False, preset="demo")
+
+    study = json.loads((root / runfiles.STUDY_FILE).read_text())
+    assert study["seeds"] == [1234, 1235]
+    grid = study["grids"][0]
+    assert grid["state"] == "done" and [g["seed"] for g in grid["seed_grids"]] == [1235]
+    second = grid["seed_grids"][0]
+    assert second["grid"].startswith("grids/p1-seed2/")
+    with Image.open(root / grid["grid"]) as one, Image.open(root / second["grid"]) as two:
+        assert "Seed: 1234" in one.info["parameters"] and "Seed: 1235" in two.info["parameters"]
+    plans = [e for e in events if e["type"] == runfiles.XY_PLAN]
+    assert [e["seed_index"] for e in plans] == [0, 1] and plans[0]["cells"] == plans[1]["cells"]
+    assert [p for e in events for p in runfiles.event_problems(e)] == []
+
+    # the pick is the one of both seeds' cells together, not of either seed alone
+    pooled = [c for path in (grid["scores"], second["scores"]) for c in json.loads((root / path).read_text())["cells"]]
+    thresholds = results.thresholds_of(json.loads((root / grid["scores"]).read_text()))
+    assert grid["picks"]["bs1"] == results.run_pick(pooled, thresholds, 3.0)
+    assert result["recommendation"] == study["recommendation"]["reason"]
+    page = report_html(study, root)
+    assert "seeds 1234, 1235: every score is the mean over them" in page and "Prompt 1, seed 1235" in page

@@ -120,3 +120,18 @@ def test_the_monitor_beside_the_study_keeps_the_last_runs_loss_curve_through_the
                                                "path": "g.png", "run": "bs2", "prompt_index": 1}]:
         p.feed(event)
     assert p.run == "bs4" and len(p.losses) == 40  # the grid's pick names a run; it is no new training
+
+
+def test_a_study_with_two_seeds_says_which_seeds_grid_it_draws_and_its_plan_counts_both(tiny_frames):
+    plan = [*PLAN[:2], {**PLAN[2], "seeds": [1234, 1235]}]
+    second_seed = [{"type": "study_stage", "stage": "xy", "index": 1, "total": 2, "prompt_index": 1, "seed_index": 1},
+                   *({**e, "seed_index": 1} for e in GRID_2[1:12])]
+    p = progress_after(plan + GRID_2 + second_seed)
+    assert progress_text(p, "running") == "grid 2 of 2 'sitting on tree', seed 2 of 2: 10/64 cells rendered"
+    assert "<progress value='10' max='64'>" in status_html(p, "running")
+
+    config = TrainConfig(name="tibbie", dataset=str(tiny_frames), trigger_word="tibbie", epochs=2, repeats=1,
+                         batch_size=2)
+    study = StudyConfig(batch_sizes=[1, 2], prompts=["", "sitting on tree"], weights="0,0.5,1", seeds=2)
+    assert study_panel.plan_text(config, study) == ("2 runs (batch 1: 16 steps, batch 2: 8 steps), then 4 grids "
+                                                   "(2 prompts × 2 seeds) of 2 epochs × 3 weights × 2 runs")
