@@ -1,7 +1,7 @@
 """The `toy` scorer: the toy judge (toy/judge.py) scores renders of the toy model, with no download.
 
 - **fidelity** = cosine similarity of the image's identity embedding to the mean embedding of the kept
-  frames, clipped to 0–1. Recognised from the judge's calibrated identity threshold (0.755: the point
+  frames, clipped to 0–1. Recognised from the judge's calibrated identity threshold (judge.json; 0.706 as shipped: the point
   that tells the character from looks that differ from hers in one feature only, such as a red bow).
 - **adherence** = the mean probability the judge gives the tags the prompt asks for besides the
   character's own (e.g. `sitting on tree`, `beach`); tags outside its 28-tag vocabulary are `unjudged`.
