@@ -68,7 +68,11 @@ class PretrainSettings:
     caption_dropout: float = 0.1  # empty captions teach the unconditional branch that CFG needs
     # Each tag but the first is left out with this chance: people prompt "sheep, meadow", not every
     # tag a caption has, and SD1.5's captions were partial too. Without it r6 drew no sheep for "sheep, meadow".
-    tag_dropout: float = 0.3
+    tag_dropout: float = 0.8
+    # r8: each caption draws its own dropout rate from U(0, tag_dropout), so captions of every length
+    # are in the data. With one fixed rate (r7: 0.3) two-tag sheep captions were rare while short scene
+    # captions ("meadow, tree") were common, and "sheep, meadow" drew a tree on a meadow in 4 of 6 seeds.
+    tag_dropout_varies: bool = True
     unet_from: str | None = None  # continue from the UNet and text encoder of an earlier toy-model folder
     clip_skip: int = 2
     max_minutes: float | None = None
@@ -289,7 +293,8 @@ def train_unet(unet, text_encoder, tokenizer, latent_mean, latent_std, scaling, 
         for i in idx.tolist():
             scene_tags = list(tags[i % n_images])
             if s.tag_dropout:
-                scene_tags = [scene_tags[0]] + [t for t in scene_tags[1:] if rng.random() >= s.tag_dropout]
+                rate = rng.uniform(0, s.tag_dropout) if s.tag_dropout_varies else s.tag_dropout
+                scene_tags = [scene_tags[0]] + [t for t in scene_tags[1:] if rng.random() >= rate]
             rng.shuffle(scene_tags)  # LoRA training shuffles tags too; order should not matter
             captions.append("" if rng.random() < s.caption_dropout else ", ".join(scene_tags))
         noise = torch.randn(latents.shape, generator=gen)
@@ -445,7 +450,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vae-from", default=None, help="reuse the VAE of this toy-model folder")
     parser.add_argument("--unet-from", default=None, help="continue from the UNet and text encoder of this toy-model folder")
     parser.add_argument("--unet-lr", type=float, default=defaults.unet_lr)
-    parser.add_argument("--tag-dropout", type=float, default=defaults.tag_dropout)
+    parser.add_argument("--tag-dropout", type=float, default=defaults.tag_dropout,
+                        help="chance to leave out each tag but the first (the most, with --tag-dropout-varies)")
+    parser.add_argument("--tag-dropout-varies", action=argparse.BooleanOptionalAction,
+                        default=defaults.tag_dropout_varies,
+                        help="draw each caption's dropout rate from U(0, --tag-dropout) (r8) instead of a fixed one (r7)")
     parser.add_argument("--minutes", type=float, default=None, help="stop early after this many minutes")
     parser.add_argument("--preview", type=Path, default=None, help="also render a grid of base prompts to this PNG")
     parser.add_argument("--compare", type=Path, default=None,
@@ -455,7 +464,8 @@ def main(argv: list[str] | None = None) -> None:
                                 unet_steps=args.unet_steps, batch_size=args.batch_size, max_minutes=args.minutes,
                                 noise_offset=args.noise_offset,
                                 vae_from=args.vae_from, unet_from=args.unet_from, unet_lr=args.unet_lr,
-                                te_lr=args.unet_lr / 2, tag_dropout=args.tag_dropout)
+                                te_lr=args.unet_lr / 2, tag_dropout=args.tag_dropout,
+                                tag_dropout_varies=args.tag_dropout_varies)
 
     def log(line: str) -> None:
         print(line, flush=True)

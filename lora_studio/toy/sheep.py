@@ -133,11 +133,14 @@ def draw_sheep_pose(c: Canvas, rng: random.Random, look: Look, pose: str, backgr
                     horizon: float) -> list[str]:
     """Draw the sheep in its pose on a painted background; return the pose's tags and extra objects."""
     if pose == "sitting on tree":
-        x = rng.uniform(0.35, 0.65)
-        ground, tree_scale = rng.uniform(0.9, 0.97), rng.uniform(1.5, 1.8)
+        # A low tree and a sheep as large as a standing one, all in frame: on a tall tree the sheep sat
+        # at the top edge at half the size, so a LoRA learned from the other poses had too few pixels
+        # there to show her in (issue 12, toy model r7).
+        x = rng.uniform(0.4, 0.6)
+        ground, tree_scale = rng.uniform(0.92, 0.98), rng.uniform(1.15, 1.35)
         draw_tree(c, x, ground, tree_scale, rng)
         top_x, top_y = tree_crown_top(x, ground, tree_scale)
-        draw_sheep(c, top_x, top_y + 0.07, rng.uniform(1.1, 1.3), facing, legs="folded", look=look)
+        draw_sheep(c, top_x, top_y + 0.06, rng.uniform(1.4, 1.6), facing, legs="folded", look=look)
         return ["sitting on tree", background, "tree"]
     if pose == "lying on beach":
         extra = ["sun"] if rng.random() < 0.4 else []

@@ -54,13 +54,8 @@ def test_base_prompts_draw_recognisable_scenes(toy):
     assert night < 80 and night < meadow.mean() - 40  # night is dark (drawn night scenes average ~40)
 
 
-SHEEP_ON_A_MEADOW_IS_WEAK = pytest.mark.xfail(
-    strict=True, reason="toy model r7 draws a sheep for 'sheep, meadow' in 2 of 6 seeds (trees in the others); "
-                        "open target of issue 12, see benchmarks/toy_world.md")
-
-
 @pytest.mark.parametrize("prompt", [
-    pytest.param("sheep, meadow", marks=SHEEP_ON_A_MEADOW_IS_WEAK), "sheep, lying on beach", "sheep, sitting on tree",
+    "sheep, meadow", "sheep, lying on beach", "sheep, sitting on tree",
     "tibbie, sheep, pink bow, standing, meadow"])
 def test_toy_model_draws_generic_sheep_where_they_are_asked_for(toy, prompt):
     # As SD1.5 knows "sheep" before any character LoRA: the judge finds one in at least 5 of 6 seeds.
