@@ -1,7 +1,10 @@
 """The recommendation: which epoch at which weight, and why, in words.
 
-Cells of the same run, epoch and weight (other prompts or seeds) are averaged; cells whose quality
-fails the scorer's gate are left out first. For each epoch: the lowest weight at which the character
+Cells of the same run, epoch and weight (other prompts or seeds) are averaged; a cell whose quality
+fails the scorer's gate counts as a miss (fidelity and adherence 0: a broken picture shows neither the
+character nor the prompt), and a (run, epoch, weight) with no passing cell at all is never picked. Leaving
+broken cells out instead would judge a weight on whichever of its pictures survived: in the demo study
+one clean picture of four made its (run, epoch, weight) the recommendation. For each epoch: the lowest weight at which the character
 is recognised, and the highest at which the prompt's other tags still pass. The pick is the
 (epoch, weight) with the best F-β of fidelity and adherence (β = 3 as cyberharem; a setting), ties
 going to the lower weight, then the earlier epoch. Weight 0 is the base model alone and is never
@@ -39,16 +42,21 @@ def _mean(values: list[float]) -> float:
 
 
 def group_cells(cells: list[dict], thresholds: Thresholds) -> tuple[list[Group], int]:
-    """Average the quality-passing cells per (run, epoch, weight); also how many cells failed quality."""
+    """Average the cells per (run, epoch, weight), a broken cell as a miss; also how many cells failed quality.
+
+    Groups whose every cell failed quality are not returned.
+    """
     buckets: dict[tuple, list[dict]] = {}
     failed = 0
     for c in cells:
         if c["quality"] < thresholds.quality:
             failed += 1
-            continue
+            c = {**c, "fidelity": 0.0, "adherence": 0.0, "broken": True}
         buckets.setdefault((c.get("run") or "", c.get("epoch"), float(c.get("weight") or 0.0)), []).append(c)
     groups = []
     for (run, epoch, weight), members in buckets.items():
+        if all(m.get("broken") for m in members):
+            continue
         asked = tuple(dict.fromkeys(t for m in members for t in m.get("asked", ())))
         groups.append(Group(run, epoch, weight, _mean([m["fidelity"] for m in members]),
                             _mean([m["adherence"] for m in members]), _mean([m["quality"] for m in members]),
@@ -109,7 +117,7 @@ def recommend(cells: list[dict], thresholds: Thresholds, beta: float = 3.0) -> d
         parts.append(f"{asked} survives up to {format_weight(mine['adherent_up_to'])}")
     reason = f"{_where(best)}: " + "; ".join(parts)
     if failed:
-        reason += f" ({failed} broken cell{'s' if failed != 1 else ''} left out)"
+        reason += f" ({failed} broken cell{'s' if failed != 1 else ''} counted as misses)"
     return {"run": best.run, "epoch": best.epoch, "weight": best.weight, "reason": reason,
             "f_beta": round(best.f(beta), 4), "beta": beta, "fidelity": round(best.fidelity, 4),
             "adherence": round(best.adherence, 4), "per_epoch": epochs}

@@ -117,7 +117,21 @@ def test_broken_cells_are_never_recommended():
              {"epoch": 2, "weight": 0.0, "fidelity": 0.9, "adherence": 0.9, "quality": 0.9}]
     rec = recommend(cells, Thresholds(0.75, 0.5, 0.5))
     assert (rec["epoch"], rec["weight"]) == (2, 0.6)  # not the broken cell, not weight 0 (the base alone)
-    assert "1 broken cell left out" in rec["reason"]
+    assert "1 broken cell counted as misses" in rec["reason"]
+
+
+def test_a_weight_broken_in_most_of_its_pictures_is_not_picked_for_the_one_that_passed():
+    # Four pictures of epoch 6 at 0.9 (two prompts × two seeds), three of them broken: judged on all four,
+    # it loses to epoch 5 at 1, clean in every picture, though its one clean picture scores higher.
+    from lora_studio.evaluate.recommend import recommend
+    from lora_studio.evaluate.scorer import Thresholds
+
+    mostly_broken = [{"epoch": 6, "weight": 0.9, "fidelity": f, "adherence": 1.0, "quality": q}
+                     for f, q in ((0.94, 0.92), (0.65, 0.01), (0.05, 0.45), (0.03, 0.07))]
+    clean = [{"epoch": 5, "weight": 1.0, "fidelity": 0.76, "adherence": 0.98, "quality": 0.99} for _ in range(4)]
+    rec = recommend(mostly_broken + clean, Thresholds(0.7061, 0.5, 0.5))
+    assert (rec["epoch"], rec["weight"]) == (5, 1.0)
+    assert rec["reason"].endswith("(3 broken cells counted as misses)")
 
 
 def test_equal_scores_go_to_the_lower_weight_and_the_earlier_epoch():
