@@ -4,10 +4,11 @@ Cells of the same run, epoch and weight (other prompts or seeds) are averaged; a
 fails the scorer's gate counts as a miss (fidelity and adherence 0: a broken picture shows neither the
 character nor the prompt), and a (run, epoch, weight) with no passing cell at all is never picked. Leaving
 broken cells out instead would judge a weight on whichever of its pictures survived: in the demo study
-one clean picture of four made its (run, epoch, weight) the recommendation. For each epoch: the lowest weight at which the character
-is recognised, and the highest at which the prompt's other tags still pass. The pick is the
-(epoch, weight) with the best F-β of fidelity and adherence (β = 3 as cyberharem; a setting), ties
-going to the lower weight, then the earlier epoch. Weight 0 is the base model alone and is never
+one clean picture of four made its (run, epoch, weight) the recommendation.
+
+For each epoch: the lowest weight at which the character is recognised, and the highest at which the
+prompt's other tags still pass. The pick is the (epoch, weight) with the best F-β of fidelity and
+adherence (β = 3 as cyberharem; a setting), ties going to the lower weight, then the earlier epoch. Weight 0 is the base model alone and is never
 picked; it is scored so the grid shows what the LoRA adds.
 """
 

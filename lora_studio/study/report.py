@@ -316,7 +316,7 @@ def report_html(study: dict, study_dir: Path) -> str:
                 if path is not None:
                     seed = extra.get("seed")
                     out.append(f"<figure>{_img(path.read_bytes(), f'prompt {number}, seed {seed}')}"
-                               f"<figcaption>Prompt {number}, seed {_esc(extra.get('seed'))}: the same grid with the "
+                               f"<figcaption>Prompt {number}, seed {_esc(seed)}: the same grid with the "
                                f"next seed ({_esc(extra.get('grid'))})</figcaption></figure>")
             continue
         parts = [(run, study_file(study_dir, path)) for run, path in (grid.get("run_grids") or {}).items()]

@@ -73,12 +73,12 @@ def study_seeds(study: StudyConfig) -> list[int]:
 
 
 def grid_settings(config: TrainConfig, study: StudyConfig, prompt: str, run_dirs: list[Path],
-                  seed: int | None = None) -> XYPlotConfig:
+                  seed: int) -> XYPlotConfig:
     """One study grid: epoch × weight × run, the study's sampling settings, the run's size and clip skip, scored."""
     from lora_studio.generate.xy_job import run_axis
 
     return XYPlotConfig(base=config.base_model, prompt=prompt, negative=study.negative, x="epoch",
-                        y=f"weight={study.weights}", z=run_axis([str(d) for d in run_dirs]), seed=study.seed if seed is None else seed,
+                        y=f"weight={study.weights}", z=run_axis([str(d) for d in run_dirs]), seed=seed,
                         sampler=study.sampler, steps=study.steps, cfg=study.cfg,
                         size=f"{config.resolution}x{config.resolution}", clip_skip=config.clip_skip,
                         share="", score=True, scorer=study.scorer, beta=study.beta).validate()
@@ -173,6 +173,7 @@ def run_study(config: TrainConfig, study: StudyConfig, root: Path, emit: Callabl
         entry = state.data["grids"][index]
         entry["seed_grids"] = []
         prompt_cells: list[dict] = []  # every seed's cells: picks and heatmaps average them per cell
+        first_grid = None  # the heatmaps sit beside the first seed's grid
         for seed_index, seed in enumerate(seeds):
             emit({"type": runfiles.STUDY_STAGE, "stage": "xy", "index": index, "total": len(prompts),
                   "prompt_index": index, "seed_index": seed_index})
@@ -193,6 +194,7 @@ def run_study(config: TrainConfig, study: StudyConfig, root: Path, emit: Callabl
                      "run_grids": {d.name: state.rel(p) for d, p in zip(run_dirs, plotted["grids"] or [grid])},
                      "scores": state.rel(Path(plotted["scores"])) if plotted.get("scores") else None}
             if seed_index == 0:
+                first_grid = grid
                 entry.update(drawn)
             else:
                 entry["seed_grids"].append({"seed": seed, **drawn})
@@ -201,14 +203,13 @@ def run_study(config: TrainConfig, study: StudyConfig, root: Path, emit: Callabl
             scores = results.load_scores(plotted["scores"]) if plotted.get("scores") else None
             if scores is not None:
                 thresholds = results.thresholds_of(scores)
-                prompt_cells += [{**c, "seed": seed} for c in scores["cells"]]
-                first = grid if seed_index == 0 else state.root / entry["grid"]
+                prompt_cells += scores["cells"]
                 for run_dir in run_dirs:
                     cells = [c for c in prompt_cells if c.get("run") == run_dir.name]
                     pick = results.run_pick(cells, thresholds, study.beta)
                     entry["picks"][run_dir.name] = pick
                     entry["heatmaps"][run_dir.name] = state.rel(
-                        results.run_heatmap(first, scores, run_dir.name, cells, pick))
+                        results.run_heatmap(first_grid, scores, run_dir.name, cells, pick))
             state.write()
             if plotted["stopped"]:
                 return stopped()
