@@ -52,6 +52,8 @@ class TrainConfig:
     scheduler: str = _f("cosine_with_restarts", "Learning-rate schedule", choices=SCHEDULERS)
     restart_cycles: int = _f(1, "Number of cosine cycles (hard restarts) over the whole run", min=1, max=100)
     warmup_steps: int = _f(0, "Linear warmup steps at the start", min=0, max=100000, advanced=True)
+    warmup_ratio: float = _f(0.0, "Linear warmup as a share of all steps, when more than warmup_steps "
+                                  "(kohya: lr_warmup_steps below 1)", min=0.0, max=1.0, advanced=True)
     network_dim: int = _f(32, "LoRA rank (dim)", min=1, max=1024)
     network_alpha: float = _f(16.0, "LoRA alpha; effective scale is alpha ÷ dim", min=0.0, max=1024)
     clip_skip: int = _f(2, "Use the CLIP layer this far from the end (2 = A1111 'Clip skip: 2')", min=1, max=12)

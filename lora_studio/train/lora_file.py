@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lora_studio.errors import UserError
 from lora_studio.runfiles import atomic_write
+from lora_studio.train.optim import warmup_steps
 
 # kohya writes the optimizer's class path; tools that compare runs read it that way.
 OPTIMIZER_CLASSES = {
@@ -155,7 +156,7 @@ def training_metadata(config, *, epoch: int, steps: int, frames: list, probe_d_l
         "ss_unet_lr": config.unet_lr,
         "ss_text_encoder_lr": config.resolved_te_lr(),
         "ss_lr_scheduler": config.scheduler,
-        "ss_lr_warmup_steps": config.warmup_steps,
+        "ss_lr_warmup_steps": warmup_steps(config, max_train_steps or steps),
         "ss_max_grad_norm": config.max_grad_norm,
         # kohya parses --resolution into a (width, height) tuple and writes its repr.
         "ss_resolution": (config.resolution, config.resolution),

@@ -32,6 +32,11 @@ def make_optimizer(config: TrainConfig, unet_params: list, te_params: list):
     raise ValueError(f"unknown optimizer {config.optimizer!r}")  # config.validate() rules this out
 
 
+def warmup_steps(config: TrainConfig, total_steps: int) -> int:
+    """The run's warmup in steps: warmup_steps, or warmup_ratio of all steps if that is more."""
+    return max(config.warmup_steps, round(config.warmup_ratio * total_steps))
+
+
 def make_scheduler(config: TrainConfig, optimizer, total_steps: int):
     """The LR schedule over the whole run; cosine_with_restarts restarts restart_cycles times (hard)."""
     from diffusers.optimization import get_scheduler
@@ -40,7 +45,7 @@ def make_scheduler(config: TrainConfig, optimizer, total_steps: int):
     if config.scheduler == "cosine_with_restarts":
         # Only this schedule reads num_cycles as restarts; plain cosine reads it as waves (0.5 = one decay).
         extra["num_cycles"] = config.restart_cycles
-    return get_scheduler(config.scheduler, optimizer=optimizer, num_warmup_steps=config.warmup_steps,
+    return get_scheduler(config.scheduler, optimizer=optimizer, num_warmup_steps=warmup_steps(config, total_steps),
                          num_training_steps=total_steps, **extra)
 
 

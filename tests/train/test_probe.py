@@ -60,3 +60,31 @@ def test_the_lr_probe_recommends_its_peak_dlr_over_three_and_leaves_no_lora_file
     # A probe is not a run to plot or resume: no epoch file, no state, no event pointing at one.
     assert list(run_dir.glob("*.safetensors")) == [] and not (run_dir / "state").exists()
     assert not [e for e in events if e["type"] == "checkpoint"]
+
+
+def test_the_probe_warms_its_lr_up_over_half_its_epoch_so_an_early_jump_does_not_set_d():
+    # DAdaptation's d never shrinks: at full lr from the first step, the first noisy gradients fix it.
+    import torch
+
+    from lora_studio.train.optim import make_scheduler, warmup_steps
+    from lora_studio.train.probe import probe_config
+
+    config = probe_config(TrainConfig(dataset="frames"))
+    assert warmup_steps(config, 38) == 19
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = make_scheduler(config, optimizer, 38)
+    lrs = []
+    for _ in range(38):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[:19] == sorted(lrs[:19]) and lrs[18] < 1.0
+    assert lrs[19:] == [1.0] * 19  # the second half reads DAdaptation's d at lr 1, as kohya's docs advise
+
+
+def test_a_warmup_ratio_counts_in_steps_of_the_whole_run_like_kohyas_fractional_warmup():
+    from lora_studio.train.optim import warmup_steps
+
+    assert warmup_steps(TrainConfig(warmup_ratio=0.1), 3000) == 300
+    assert warmup_steps(TrainConfig(warmup_steps=500, warmup_ratio=0.1), 3000) == 500
+    assert warmup_steps(TrainConfig(), 3000) == 0
