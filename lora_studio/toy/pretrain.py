@@ -78,9 +78,13 @@ class PretrainSettings:
     unet_from: str | None = None  # continue from the UNet and text encoder of an earlier toy-model folder
     clip_skip: int = 2
     max_minutes: float | None = None
+    # The first share of UNet steps sees whole captions (no tag dropout): r8's chain began that way (r6),
+    # so tags are bound to what they draw before captions get short.
+    full_captions_first: float = 0.0
+    unet_heads: int = TOY_UNET["attention_head_dim"]  # diffusers' attention_head_dim is the head count
 
 
-def toy_components(seed: int = 0) -> dict:
+def toy_components(seed: int = 0, unet_heads: int | None = None) -> dict:
     """The toy model's SD1.5-class modules with random weights, before pretraining."""
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
@@ -96,7 +100,7 @@ def toy_components(seed: int = 0) -> dict:
         sample_size=IMAGE_SIZE // 2 ** (vae_levels - 1), in_channels=4, out_channels=4,
         down_block_types=("CrossAttnDownBlock2D",) * (levels - 1) + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (levels - 1),
-        cross_attention_dim=text_dim, **TOY_UNET,
+        cross_attention_dim=text_dim, **{**TOY_UNET, "attention_head_dim": unet_heads or TOY_UNET["attention_head_dim"]},
     )
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=32, sample_size=IMAGE_SIZE,
@@ -294,7 +298,7 @@ def train_unet(unet, text_encoder, tokenizer, latent_mean, latent_std, scaling, 
         captions = []
         for i in idx.tolist():
             scene_tags = list(tags[i % n_images])
-            if s.tag_dropout:
+            if s.tag_dropout and step >= s.full_captions_first * s.unet_steps:
                 rate = rng.uniform(0, s.tag_dropout) if s.tag_dropout_varies else s.tag_dropout
                 scene_tags = [scene_tags[0]] + [t for t in scene_tags[1:] if rng.random() >= rate]
             rng.shuffle(scene_tags)  # LoRA training shuffles tags too; order should not matter
@@ -396,7 +400,7 @@ def pretrain(out: Path, s: PretrainSettings, log: Callable[[str], None] = print)
 
     clock = Clock(s.max_minutes)
     log(f"toy pretrain: {asdict(s)} threads={torch.get_num_threads()}")
-    components = toy_components(s.seed)
+    components = toy_components(s.seed, s.unet_heads)
     # The VAE learns from scenes and abstract shapes only (SD's VAE did not learn from the UNet's data
     # either); the UNet also learns generic sheep, as SD1.5 knows 'sheep' before any character LoRA.
     images, tags = draw_pretraining_scenes(s.scenes, s.seed, s.sheep)
@@ -457,6 +461,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tag-dropout-varies", action=argparse.BooleanOptionalAction,
                         default=defaults.tag_dropout_varies,
                         help="draw each caption's dropout rate from U(0, --tag-dropout) (r8) instead of a fixed one (r7)")
+    parser.add_argument("--full-captions-first", type=float, default=defaults.full_captions_first,
+                        help="share of UNet steps (from the start) trained on whole captions, no tag dropout")
+    parser.add_argument("--unet-heads", type=int, default=defaults.unet_heads, help="attention heads per UNet attention layer")
     parser.add_argument("--minutes", type=float, default=None, help="stop early after this many minutes")
     parser.add_argument("--preview", type=Path, default=None, help="also render a grid of base prompts to this PNG")
     parser.add_argument("--compare", type=Path, default=None,
@@ -467,7 +474,8 @@ def main(argv: list[str] | None = None) -> None:
                                 noise_offset=args.noise_offset,
                                 vae_from=args.vae_from, unet_from=args.unet_from, unet_lr=args.unet_lr,
                                 te_lr=args.unet_lr / 2, tag_dropout=args.tag_dropout,
-                                tag_dropout_varies=args.tag_dropout_varies)
+                                tag_dropout_varies=args.tag_dropout_varies,
+                                full_captions_first=args.full_captions_first, unet_heads=args.unet_heads)
 
     def log(line: str) -> None:
         print(line, flush=True)

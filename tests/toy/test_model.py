@@ -115,3 +115,27 @@ def test_toy_vae_can_encode_the_characters_colours(toy):
     shares = character_colour_check(toy.vae)
     assert shares["reconstructed"]["pink"] > 0.6 * shares["frames"]["pink"]
     assert shares["reconstructed"]["fleece"] > 0.4 * shares["frames"]["fleece"]
+
+
+def test_pretraining_can_start_on_whole_captions_with_fewer_attention_heads(tmp_path, monkeypatch):
+    # r10's knobs (benchmarks/toy_world.md): 2 heads of 16 channels step ~40 % faster than 8 of 4, and a
+    # first share of steps on whole captions binds tags before tag dropout shortens them.
+    import lora_studio.models.text as text
+    from lora_studio.toy.pretrain import draw_pretraining_scenes, main
+
+    seen, tokenize = [], text.tokenize
+    monkeypatch.setattr(text, "tokenize", lambda tokenizer, captions: (seen.append(list(captions)), tokenize(tokenizer, captions))[1])
+    whole = {frozenset(tags) for tags in draw_pretraining_scenes(8, 0, 8)[1]}
+
+    def captions_are_whole(out, first):
+        seen.clear()
+        main(["--out", str(tmp_path / out), "--scenes", "8", "--sheep", "8", "--vae-steps", "1", "--unet-steps", "6",
+              "--batch-size", "4", "--tag-dropout", "0.8", "--no-tag-dropout-varies", "--unet-heads", "2",
+              "--full-captions-first", str(first)])
+        return [frozenset(c.split(", ")) in whole for step in seen for c in step if c]
+
+    assert all(captions_are_whole("whole", 1.0))
+    assert not all(captions_are_whole("dropped", 0.0))
+    assert json.loads((tmp_path / "whole" / "unet" / "config.json").read_text())["attention_head_dim"] == 2
+    settings = json.loads((tmp_path / "whole" / "toy_pretrain.json").read_text())["settings"]
+    assert (settings["unet_heads"], settings["full_captions_first"]) == (2, 1.0)
