@@ -124,7 +124,12 @@ def test_pretraining_can_start_on_whole_captions_with_fewer_attention_heads(tmp_
     from lora_studio.toy.pretrain import draw_pretraining_scenes, main
 
     seen, tokenize = [], text.tokenize
-    monkeypatch.setattr(text, "tokenize", lambda tokenizer, captions: (seen.append(list(captions)), tokenize(tokenizer, captions))[1])
+
+    def recording_tokenize(tokenizer, captions):
+        seen.append(list(captions))  # what the UNet is conditioned on, step by step
+        return tokenize(tokenizer, captions)
+
+    monkeypatch.setattr(text, "tokenize", recording_tokenize)
     whole = {frozenset(tags) for tags in draw_pretraining_scenes(8, 0, 8)[1]}
 
     def captions_are_whole(out, first):
