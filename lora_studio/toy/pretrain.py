@@ -82,6 +82,9 @@ class PretrainSettings:
     # so tags are bound to what they draw before captions get short.
     full_captions_first: float = 0.0
     unet_heads: int = TOY_UNET["attention_head_dim"]  # diffusers' attention_head_dim is the head count
+    # White sheep in the pretraining mix (every look but hers): without them her LoRA must teach a fleece
+    # colour the base never drew, and DAdaptation's d on the demo is ~30x SD1.5's scale.
+    white_sheep: bool = False
 
 
 def toy_components(seed: int = 0, unet_heads: int | None = None) -> dict:
@@ -115,12 +118,13 @@ def toy_components(seed: int = 0, unet_heads: int | None = None) -> dict:
                 scheduler=PNDMScheduler(**SD15_SCHEDULER))
 
 
-def draw_pretraining_scenes(n: int, seed: int, sheep: int = 0):
+def draw_pretraining_scenes(n: int, seed: int, sheep: int = 0, white_sheep: bool = False):
     """n base scenes, then `sheep` generic sheep scenes, as a uint8 tensor (n, 3, 64, 64) and their tag lists."""
     from lora_studio.toy.scenes import base_scenes
-    from lora_studio.toy.sheep import sheep_scenes
+    from lora_studio.toy.sheep import BASE_LOOKS, LOOKS_WITH_WHITE, sheep_scenes
 
-    scenes = list(base_scenes(n, seed, IMAGE_SIZE)) + list(sheep_scenes(sheep, seed, IMAGE_SIZE))
+    looks = LOOKS_WITH_WHITE if white_sheep else BASE_LOOKS
+    scenes = list(base_scenes(n, seed, IMAGE_SIZE)) + list(sheep_scenes(sheep, seed, IMAGE_SIZE, looks))
     return as_tensor([scene.image for scene in scenes]), [scene.tags for scene in scenes]
 
 
@@ -403,7 +407,7 @@ def pretrain(out: Path, s: PretrainSettings, log: Callable[[str], None] = print)
     components = toy_components(s.seed, s.unet_heads)
     # The VAE learns from scenes and abstract shapes only (SD's VAE did not learn from the UNet's data
     # either); the UNet also learns generic sheep, as SD1.5 knows 'sheep' before any character LoRA.
-    images, tags = draw_pretraining_scenes(s.scenes, s.seed, s.sheep)
+    images, tags = draw_pretraining_scenes(s.scenes, s.seed, s.sheep, s.white_sheep)
     vae_images = images[:s.scenes]
     held_out, _ = draw_pretraining_scenes(64, s.seed + 999)
     abstract = as_tensor([draw_abstract(s.seed * 1_000_003 + i, IMAGE_SIZE) for i in range(s.scenes)])
@@ -464,6 +468,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--full-captions-first", type=float, default=defaults.full_captions_first,
                         help="share of UNet steps (from the start) trained on whole captions, no tag dropout")
     parser.add_argument("--unet-heads", type=int, default=defaults.unet_heads, help="attention heads per UNet attention layer")
+    parser.add_argument("--white-sheep", action=argparse.BooleanOptionalAction, default=defaults.white_sheep,
+                        help="also pretrain on white sheep (every look but the character's)")
     parser.add_argument("--minutes", type=float, default=None, help="stop early after this many minutes")
     parser.add_argument("--preview", type=Path, default=None, help="also render a grid of base prompts to this PNG")
     parser.add_argument("--compare", type=Path, default=None,
@@ -475,7 +481,8 @@ def main(argv: list[str] | None = None) -> None:
                                 vae_from=args.vae_from, unet_from=args.unet_from, unet_lr=args.unet_lr,
                                 te_lr=args.unet_lr / 2, tag_dropout=args.tag_dropout,
                                 tag_dropout_varies=args.tag_dropout_varies,
-                                full_captions_first=args.full_captions_first, unet_heads=args.unet_heads)
+                                full_captions_first=args.full_captions_first, unet_heads=args.unet_heads,
+                                white_sheep=args.white_sheep)
 
     def log(line: str) -> None:
         print(line, flush=True)

@@ -63,6 +63,10 @@ ALL_LOOKS = tuple(Look(f, face, bow) for f in FLEECE_COLOURS for face in FACE_CO
                   for bow in (NO_BOW, *BOW_COLOURS))
 # What the base model learns: every look without white fleece (and so never Tibbie's).
 BASE_LOOKS = tuple(look for look in ALL_LOOKS if look.fleece != "white")
+# Every look but hers, white sheep (with black faces and other bows) included, as SD1.5 knows white sheep and
+# pink bows: `pretrain --white-sheep` (r13, not shipped). Her LoRA then only binds known things, and the LR
+# probe's d·lr falls ~30x, to SD1.5's scale (benchmarks/toy_world.md, session 10).
+LOOKS_WITH_WHITE = tuple(look for look in ALL_LOOKS if look != TIBBIE_LOOK)
 
 
 @dataclass(frozen=True)
@@ -187,7 +191,7 @@ def draw_sheep_scene(seed: int, look: Look | None = None, pose: str | None = Non
     return Scene(c.result(), tags + [t for t in dict.fromkeys(pose_tags) if t not in tags])
 
 
-def sheep_scenes(n: int, seed: int = 0, size: int = 64):
+def sheep_scenes(n: int, seed: int = 0, size: int = 64, looks: tuple[Look, ...] = BASE_LOOKS):
     """n generic sheep scenes for pretraining: scene i depends only on (seed, i)."""
     for i in range(n):
-        yield draw_sheep_scene(seed * 1_000_003 + i, size=size)
+        yield draw_sheep_scene(seed * 1_000_003 + i, size=size, looks=looks)

@@ -96,3 +96,19 @@ def test_the_shipped_demo_dataset_is_what_the_generator_draws(tmp_path):
     out = write_demo_dataset(tmp_path / "demo", n_frames=40, n_distorted=6)
     shipped = assets_dir() / "demo-dataset"
     assert all((out / f.name).read_bytes() == f.read_bytes() for f in shipped.iterdir())
+
+
+def test_pretraining_with_white_sheep_draws_white_sheep_but_never_her_look():
+    # `pretrain --white-sheep`: SD1.5 knows white sheep, so the toy base may too; her combination stays unseen.
+    from lora_studio.toy.pretrain import draw_pretraining_scenes
+    from lora_studio.toy.sheep import LOOKS_WITH_WHITE, TIBBIE_LOOK
+
+    assert TIBBIE_LOOK not in LOOKS_WITH_WHITE and len(LOOKS_WITH_WHITE) == 89
+    _, tags = draw_pretraining_scenes(0, seed=3, sheep=300, white_sheep=True)
+    white = [t for t in tags if "white fleece" in t]
+    assert len(white) > 30
+    assert not any("black face" in t and "pink bow" in t for t in white)
+    assert any("black face" in t for t in white) and any("pink bow" in t for t in white)
+    assert not any(TRIGGER in t for t in tags)
+    _, default_tags = draw_pretraining_scenes(0, seed=3, sheep=300)
+    assert not any("white fleece" in t for t in default_tags)
