@@ -5,7 +5,8 @@ LoRA; a character LoRA binds one combination of known things to a trigger word. 
 generic sheep from these scenes so its LoRA has the same job. Tibbie (character.py) is one look
 among them that the base never sees: white fleece + black face and legs + pink bow. The base's
 looks never use white fleece at all (so the fleece-white share in toy/measure.py stays a clean
-secondary measure); the toy judge trains on every look but hers, white fleece included.
+secondary measure) unless `pretrain --white-sheep` asks for LOOKS_WITH_WHITE; the toy judge trains on
+every look but hers, white fleece included.
 """
 
 from __future__ import annotations
