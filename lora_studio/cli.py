@@ -175,7 +175,9 @@ def cmd_probe(args) -> int:
         run_dir = _prepare_run(args, config)
         record = recorder(run_dir, args.quiet)
         result = _reporting_errors(record, lambda: run_probe(config, run_dir, record, lambda: stop_requested(run_dir)))
-    print(f"DAdaptation found d·lr = {result['d_lr']:.4g}")
+    epochs = result.get("probe_epochs", 1)
+    print(f"DAdaptation found d·lr = {result['d_lr']:.4g} over {epochs} epoch{'s' if epochs > 1 else ''} "
+          f"({result.get('probe_images', '?')} images)")
     print(f"recommended: unet_lr = {result['unet_lr']:.4g} (÷{result['probe_divisor']:g}), "
           f"te_lr = {result['te_lr']:.4g} (÷{result['te_lr_divisor']:g}), optimizer lion, scheduler cosine_with_restarts")
     print(f"use it: lora-studio train --lr-from-probe {run_dir} …")

@@ -90,6 +90,9 @@ class TrainConfig:
     # LR probe → real run
     probe_divisor: float = _f(3.0, "Real run's UNet LR = probe's d·lr ÷ this", min=0.001, max=1000)
     te_lr_divisor: float = _f(10.0, "Text-encoder LR = UNet LR ÷ this", min=0.001, max=1000)
+    probe_min_images: int = _f(420, "The LR probe trains whole epochs until it has shown this many images (the seed's "
+                               "one epoch: 70 frames × repeat 6); 0 = exactly one epoch", min=0, max=100000,
+                               advanced=True)
 
     def resolved_te_lr(self) -> float:
         """The text-encoder LR in force: explicit te_lr, or unet_lr ÷ te_lr_divisor."""

@@ -166,8 +166,8 @@ WARNING = _declare("warning", "train loop, worker", "something the user should k
 DONE = _declare("done", "train loop, worker", "the job finished; the worker adds the job's result",
                 (), ("step", "epochs", "loss", "elapsed_s", "steps", "total_steps", "stopped", "files", "runs",
                      "d_lr", "unet_lr", "te_lr", "optimizer", "scheduler", "probe_divisor", "te_lr_divisor",
-                     "grid", "grids", "cells", "rendered", "reused", "lora_loads", "downscaled", "share",
-                     "scores", "recommendation", "study", "report", "sheet"))
+                     "probe_epochs", "probe_images", "grid", "grids", "cells", "rendered", "reused", "lora_loads",
+                     "downscaled", "share", "scores", "recommendation", "study", "report", "sheet"))
 STOPPED = _declare("stopped", "train loop, worker, XY run", "the job stopped early on request (resumable)",
                    (), ("step", "epoch", "total_steps", "before_start", "runs", "grid", "grids", "cells",
                         "rendered", "reused", "lora_loads", "downscaled", "share", "stopped", "scores",
@@ -188,7 +188,8 @@ VALIDATION = _declare("validation", "train loop", "the held-out frames' loss at 
                        "at weight 1 (epoch 0: before training)", ("epoch", "step", "loss", "frames"))
 SAMPLE = _declare("sample", "train loop", "a preview image of the LoRA after an epoch", ("path", "epoch", "prompt"))
 PROBE = _declare("probe", "LR probe", "the probe's d·lr and the LRs it recommends (also in probe.json)",
-                 ("d_lr", "unet_lr", "te_lr", "optimizer", "scheduler", "probe_divisor", "te_lr_divisor"))
+                 ("d_lr", "unet_lr", "te_lr", "optimizer", "scheduler", "probe_divisor", "te_lr_divisor"),
+                 ("probe_epochs", "probe_images"))
 RUN_DONE = _declare("run_done", "sweep", "one batch size of a sweep finished (its own stream says done)",
                     ("run", "batch_size"), ("step", "epochs", "loss", "elapsed_s"))
 

@@ -9,7 +9,8 @@ from lora_studio.config import load_config
 from lora_studio.runfiles import read_events
 
 SMALL = ["--set", "resolution=32", "--set", "repeats=1", "--set", "batch_size=4", "--set", "network_dim=4",
-         "--set", "min_bucket_reso=16", "--set", "max_bucket_reso=64", "--set", "bucket_reso_steps=16", "--quiet"]
+         "--set", "min_bucket_reso=16", "--set", "max_bucket_reso=64", "--set", "bucket_reso_steps=16",
+         "--set", "probe_min_images=0", "--quiet"]
 
 
 def test_probe_then_train_with_its_learning_rates(tiny_model_dir, tiny_frames, tmp_path, capsys):

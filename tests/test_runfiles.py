@@ -22,7 +22,7 @@ def tiny_config(model, frames, **changes) -> TrainConfig:
     values = dict(name="tibbie", base_model=str(model), dataset=str(frames), trigger_word="tibbie", epochs=2,
                   repeats=1, batch_size=4, resolution=SIZE, min_bucket_reso=16, max_bucket_reso=64,
                   bucket_reso_steps=16, network_dim=4, network_alpha=4.0, sample_prompts=["tibbie, sheep"],
-                  sample_steps=2)
+                  sample_steps=2, probe_min_images=0)
     return TrainConfig(**{**values, **changes})
 
 

@@ -1,8 +1,13 @@
-"""LR probe: one epoch with DAdaptation, then the seed's rule for the real run's learning rates.
+"""LR probe: one epoch with DAdaptation (or as many as show the seed's ~420 images), then the seed's rule
+for the real run's learning rates.
+
+The seed's probe epoch shows the model ~420 images (70 frames × repeat 6); a set whose epoch shows fewer
+(the demo's 38 frames at repeat 2) is probed for as many whole epochs as reach that many, since d is still
+growing after a few dozen steps and stopping there leaves it low and seed-dependent.
 
 The found LR is d·lr read while training, as its peak over the probe: after a decaying schedule
 has ended the product is 0, which is what kohya users see when they read it too late. The probe's lr
-warms up over the first half of its epoch, so the peak is DAdaptation's settled d, not an early jump.
+warms up over the first half of its steps, so the peak is DAdaptation's settled d, not an early jump.
 
 The probe → run rule lives here and only here: the CLI's `--lr-from-probe`, the worker and the
 studio's Train tab all call `apply_probe()`, so a run started anywhere from a probe trains the same LRs.
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -28,6 +34,25 @@ RUN_SCHEDULER = "cosine_with_restarts"
 # step 1 the demo's d locked within 10–15 steps at a value that varied ×2.1 over six seeds. Warming the
 # lr up over half the epoch (kohya users warm DAdaptation up too) lets more gradients set it: ×1.35.
 PROBE_WARMUP_RATIO = 0.5
+# The seed's probe: one epoch of ~70 frames at repeat 6. DAdaptation's d keeps growing while it sees images,
+# so a shorter probe stops it early: the demo's one epoch (76 images, 38 steps) gave d·lr 0.00015–0.0011 over
+# five seeds on a toy base that knows white sheep (×7), too low for Lion there in one seed of five; six epochs
+# (456 images) gave 0.0014–0.0068, all inside its working range (benchmarks/toy_world.md, session 11).
+# How many images is the config's probe_min_images (default 420).
+
+
+def probe_epochs(images_per_epoch: int, min_images: int) -> int:
+    """Whole epochs until the probe has shown min_images images: 1 for a set the seed's size or larger."""
+    return max(1, math.ceil(min_images / max(1, images_per_epoch)))
+
+
+def images_per_epoch(config: TrainConfig) -> int:
+    """Images one training epoch shows: the kept frames not held out for validation, each times its repeats."""
+    from lora_studio.data.run_frames import load_kept_frames, split_validation
+
+    frames, _skipped = load_kept_frames(config)
+    frames, _held_out = split_validation(frames, config.validation_split, config.seed)
+    return sum(frame.repeats for frame in frames)
 
 
 def probe_unet_lr(d_lr: float, probe_divisor: float) -> float:
@@ -63,9 +88,11 @@ def record_probe(probe_dir: str | Path, run_dir: str | Path) -> Path:
     return runfiles.atomic_write(Path(run_dir) / PROBE_FILE, (Path(probe_dir) / PROBE_FILE).read_bytes())
 
 
-def probe_config(config: TrainConfig) -> TrainConfig:
-    """The probe's own settings: the user's data and network, one epoch of DAdaptAdam at lr 1.0, warmed up."""
-    return dataclasses.replace(config, epochs=1, optimizer="dadapt_adam", unet_lr=1.0, te_lr=1.0,
+def probe_config(config: TrainConfig, images: int | None = None) -> TrainConfig:
+    """The probe's own settings: the user's data and network, DAdaptAdam at lr 1.0, warmed up, for one epoch
+    (or, given the images one epoch shows, as many as probe_epochs() says)."""
+    epochs = 1 if images is None else probe_epochs(images, config.probe_min_images)
+    return dataclasses.replace(config, epochs=epochs, optimizer="dadapt_adam", unet_lr=1.0, te_lr=1.0,
                                scheduler="constant_with_warmup", warmup_steps=0,
                                warmup_ratio=PROBE_WARMUP_RATIO, sample_prompts=[]).validate()
 
@@ -89,8 +116,10 @@ def run_probe(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] =
             return  # the file is removed below; no event may point at it
         emit(event)
 
+    images = images_per_epoch(config)
+    probe = probe_config(config, images)
     try:
-        train(probe_config(config), run_dir, watch, should_stop, base=base)
+        train(probe, run_dir, watch, should_stop, base=base)
     finally:
         for path in run_dir.glob("*.safetensors"):
             if runfiles.EPOCH_STEM.match(path.stem):
@@ -100,7 +129,8 @@ def run_probe(config: TrainConfig, run_dir: Path, emit: Callable[[dict], None] =
     if peak["d_lr"] <= 0:
         raise UserError("the LR probe found no learning rate (it stopped before its first step)",
                         "let the probe run its whole epoch")
-    result = recommended_lrs(peak["d_lr"], config.probe_divisor, config.te_lr_divisor)
+    result = {**recommended_lrs(peak["d_lr"], config.probe_divisor, config.te_lr_divisor),
+              "probe_epochs": probe.epochs, "probe_images": images * probe.epochs}
     runfiles.atomic_write(run_dir / PROBE_FILE, json.dumps(result, indent=2))
     emit({"type": runfiles.PROBE, **result})
     return result

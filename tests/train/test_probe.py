@@ -10,10 +10,10 @@ from lora_studio.train.probe import apply_probe, follows_probe, recommended_lrs,
 
 
 def tiny_config(tiny_model_dir, frames, **changes):
-    """The seed recipe scaled down to seconds: 32 px, repeat 1."""
+    """The seed recipe scaled down to seconds: 32 px, repeat 1, a probe of exactly one epoch."""
     values = dict(base_model=str(tiny_model_dir), dataset=str(frames), name="tibbie", trigger_word="tibbie",
                   resolution=32, repeats=1, batch_size=2, epochs=2, unet_lr=1e-3, network_dim=4,
-                  network_alpha=2, min_bucket_reso=16, max_bucket_reso=64, bucket_reso_steps=16)
+                  network_alpha=2, min_bucket_reso=16, max_bucket_reso=64, bucket_reso_steps=16, probe_min_images=0)
     values.update(changes)
     return config_from_dict(values, load_preset("seed-recipe"))
 
@@ -60,6 +60,28 @@ def test_the_lr_probe_recommends_its_peak_dlr_over_three_and_leaves_no_lora_file
     # A probe is not a run to plot or resume: no epoch file, no state, no event pointing at one.
     assert list(run_dir.glob("*.safetensors")) == [] and not (run_dir / "state").exists()
     assert not [e for e in events if e["type"] == "checkpoint"]
+
+
+def test_a_probe_on_a_small_set_trains_whole_epochs_until_it_has_seen_as_many_images_as_the_seeds(
+        tiny_model_dir, tiny_frames, tmp_path):
+    # The seed probes one epoch of ~70 frames at repeat 6 (420 images); the demo's epoch shows 76, and
+    # DAdaptation's d is still growing after so few. A 70-frame set at any batch size keeps one epoch.
+    from lora_studio.train.probe import probe_epochs
+
+    assert probe_epochs(70 * 6, 420) == 1 and probe_epochs(38 * 2, 420) == 6 and probe_epochs(8, 0) == 1
+    events = []
+    result = run_probe(tiny_config(tiny_model_dir, tiny_frames, probe_min_images=20), tmp_path / "probe", events.append)
+    started = next(e for e in events if e["type"] == "started")
+    assert started["epochs"] == 3 and started["total_steps"] == 12  # 8 frames, repeat 1, batch 2: 24 images
+    assert (result["probe_epochs"], result["probe_images"]) == (3, 24)
+    assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1, 2, 3]
+
+
+def test_frames_held_out_for_validation_do_not_count_as_probe_images(tiny_frames):
+    from lora_studio.train.probe import images_per_epoch
+
+    assert images_per_epoch(TrainConfig(dataset=str(tiny_frames), repeats=6)) == 8 * 6
+    assert images_per_epoch(TrainConfig(dataset=str(tiny_frames), repeats=6, validation_split=2)) == 6 * 6
 
 
 def test_the_probe_warms_its_lr_up_over_half_its_epoch_so_an_early_jump_does_not_set_d():

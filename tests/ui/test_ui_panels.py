@@ -76,3 +76,7 @@ def test_the_monitor_shows_a_run_from_its_files(tiny_frames):
 def test_a_finished_probe_says_how_its_learning_rates_were_derived():
     text = monitor.probe_text({"d_lr": 3e-4, "unet_lr": 1e-4, "te_lr": 1e-5, "probe_divisor": 3, "te_lr_divisor": 10})
     assert "peaked at **0.0003**" in text and "0.0003 ÷ 3 = **0.0001**" in text and "÷ 10 = **1e-05**" in text
+    assert "over one epoch" in text
+    # The demo's 38 frames at repeat 2 are probed for six epochs, as many images as the seed's one epoch.
+    text = monitor.probe_text({"d_lr": 3e-3, "unet_lr": 1e-3, "te_lr": 1e-4, "probe_epochs": 6, "probe_images": 456})
+    assert "peaked at **0.003** over 6 epochs (456 images, as the seed's one)" in text
