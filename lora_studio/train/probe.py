@@ -37,7 +37,8 @@ PROBE_WARMUP_RATIO = 0.5
 # The seed's probe: one epoch of ~70 frames at repeat 6. DAdaptation's d keeps growing while it sees images,
 # so a shorter probe stops it early: the demo's one epoch (76 images, 38 steps) gave d·lr 0.00015–0.0011 over
 # five seeds on a toy base that knows white sheep (×7), too low for Lion there in one seed of five; six epochs
-# (456 images) gave 0.0014–0.0068, all inside its working range (benchmarks/toy_world.md, session 11).
+# (456 images) gave 0.0014–0.0068, all inside its working range; on the shipped base (which never drew white
+# fleece) six epochs gave seed 42 0.0114 where one gave 0.0246 (benchmarks/toy_world.md, session 11).
 # How many images is the config's probe_min_images (default 420).
 
 

@@ -170,7 +170,8 @@ def probe_text(probe: dict) -> str:
     """How Find LR's numbers were derived, in the seed write-up's words."""
     d_lr, unet_lr, te_lr = probe["d_lr"], probe["unet_lr"], probe["te_lr"]
     epochs = probe.get("probe_epochs", 1)
-    span = "one epoch" if epochs == 1 else f"{epochs} epochs ({probe.get('probe_images', '?')} images, as the seed's one)"
+    images = probe.get("probe_images", "?")
+    span = "one epoch" if epochs == 1 else f"{epochs} epochs ({images} images, as the seed's one)"
     return (f"**Find LR:** DAdaptation's step size d·lr peaked at **{d_lr:.3g}** over {span} → "
             f"unet_lr = {d_lr:.3g} ÷ {probe.get('probe_divisor', 3):g} = **{unet_lr:.3g}**, "
             f"te_lr = unet_lr ÷ {probe.get('te_lr_divisor', 10):g} = **{te_lr:.3g}** "
