@@ -273,11 +273,9 @@ def worker_log_tail(lines: int = 12) -> str:
 
 def kept_frames(config: TrainConfig) -> list:
     """The frames a run would train on (review exclusions and the validation split applied), or UserError."""
-    from lora_studio.data.run_frames import load_kept_frames, split_validation
+    from lora_studio.data.run_frames import trained_frames
 
-    frames, _skipped = load_kept_frames(config)
-    trained, _held_out = split_validation(frames, config.validation_split, config.seed)
-    return trained
+    return trained_frames(config)
 
 
 def step_budget(config: TrainConfig, frames: list) -> dict:

@@ -33,6 +33,13 @@ def load_kept_frames(config: TrainConfig):
     return report.frames, report.skipped
 
 
+def trained_frames(config: TrainConfig) -> list:
+    """The frames a run trains on: kept in review, minus those the validation split holds out (or UserError)."""
+    frames, _skipped = load_kept_frames(config)
+    trained, _held_out = split_validation(frames, config.validation_split, config.seed)
+    return trained
+
+
 def held_out_count(frames: int, validation_split: float) -> int:
     """How many of `frames` kept frames validation_split holds out: a fraction (< 1, at least one) or a count."""
     if validation_split <= 0:

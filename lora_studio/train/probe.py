@@ -49,11 +49,9 @@ def probe_epochs(images_per_epoch: int, min_images: int) -> int:
 
 def images_per_epoch(config: TrainConfig) -> int:
     """Images one training epoch shows: the kept frames not held out for validation, each times its repeats."""
-    from lora_studio.data.run_frames import load_kept_frames, split_validation
+    from lora_studio.data.run_frames import trained_frames
 
-    frames, _skipped = load_kept_frames(config)
-    frames, _held_out = split_validation(frames, config.validation_split, config.seed)
-    return sum(frame.repeats for frame in frames)
+    return sum(frame.repeats for frame in trained_frames(config))
 
 
 def probe_unet_lr(d_lr: float, probe_divisor: float) -> float:
