@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -136,8 +137,12 @@ def run_cuda_tests(timeout: int) -> dict:
     except subprocess.TimeoutExpired as exc:
         output, code = f"{exc.stdout or ''}\ntimed out after {timeout} s", "timeout"
     lines = [line for line in output.strip().splitlines() if line.strip()]
+    # pytest's own result line ("7 skipped in 1.5s"), not whatever a plugin printed last (pytest-benchmark
+    # warns after it when pytest-xdist is installed).
+    results = [line for line in lines if re.search(r"\d+ (passed|failed|skipped|errors?|deselected)\b", line)]
+    summary = results[-1] if results else (lines[-1] if lines else "no output")
     return {"command": "pytest -q -m cuda " + " ".join(where), "exit_code": code, "seconds": time.perf_counter() - start,
-            "summary": lines[-1] if lines else "no output", "output_tail": "\n".join(lines[-60:])}
+            "summary": summary, "output_tail": "\n".join(lines[-60:])}
 
 
 def ours(base, frames: Path, work: Path, batch: int, precision: str, checkpointing: bool, size: int,
