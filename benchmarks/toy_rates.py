@@ -40,8 +40,7 @@ def main() -> None:
     from lora_studio.models.load import load_base
     from lora_studio.toy.judge import load_judge
     from lora_studio.toy.proof import CHARACTER_PROMPT, UNSEEN_PROMPT, demo_config, judge_counts, kept_demo_frames, \
-        render_seeds
-    from lora_studio.train.loop import train
+        render_seeds, train_demo_lora
 
     prompts = {"character": CHARACTER_PROMPT, "tree": UNSEEN_PROMPT}
     overrides = parse_overrides(args.set)
@@ -53,25 +52,20 @@ def main() -> None:
     header = ["training seed"] + [f"her, {name} at {w:g}" for name, w in ROWS] + ["tree kept at 0.6"]
     print(f"base {args.base}; overrides {overrides or 'none'}; {args.seeds} sample seeds (in brackets: seeds 0–{first - 1})\n")
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header), flush=True)
-    for train_seed in (int(s) for s in args.train_seeds.split(",")):
-        config = config_from_dict({**overrides, "seed": train_seed}, demo_config(args.base))
-        run = home / f"run-{train_seed}"
-        train(config, run, lambda event: None)
-        lora = run / f"tibbie-{config.epochs:06d}.safetensors"
-        cells = [str(train_seed)]
-        with LoraRenderer(load_base(args.base)) as renderer:
-            tree_images = None
+    with LoraRenderer(load_base(args.base)) as renderer:
+        for train_seed in (int(s) for s in args.train_seeds.split(",")):
+            config = config_from_dict({**overrides, "seed": train_seed}, demo_config(args.base))
+            lora, _ = train_demo_lora(home / f"run-{train_seed}", config=config)
+            cells = [str(train_seed)]
             for name, weight in ROWS:
                 images = render_seeds(renderer, lora, weight, prompts[name], seeds=seeds)
+                counts, few = (judge_counts(x, judge, reference) for x in (images, images[:first]))
+                totals[f"{name}{weight}"] = totals.get(f"{name}{weight}", 0) + counts["tibbie"]
+                cells.append(f"{counts['tibbie']} ({few['tibbie']})")
                 if (name, weight) == ("tree", 0.6):
-                    tree_images = images
-                all_, few = (judge_counts(x, judge, reference)["tibbie"] for x in (images, images[:first]))
-                totals[f"{name}{weight}"] = totals.get(f"{name}{weight}", 0) + all_
-                cells.append(f"{all_} ({few})")
-            kept = [judge_counts(x, judge, reference)["tree"] for x in (tree_images, tree_images[:first])]
-            totals["kept"] = totals.get("kept", 0) + kept[0]
-            cells.append(f"{kept[0]} ({kept[1]})")
-        print("| " + " | ".join(cells) + " |", flush=True)
+                    kept = f"{counts['tree']} ({few['tree']})"
+                    totals["kept"] = totals.get("kept", 0) + counts["tree"]
+            print("| " + " | ".join(cells + [kept]) + " |", flush=True)
     n = args.seeds * len(args.train_seeds.split(","))
     sums = [f"{totals[f'{name}{w}']}/{n}" for name, w in ROWS] + [f"{totals['kept']}/{n}"]
     print("| **all** | " + " | ".join(sums) + " |")

@@ -34,11 +34,11 @@ def demo_config(base: str = "toy"):
                             load_preset("demo"))
 
 
-def train_demo_lora(run_dir: Path, base: str = "toy", emit=lambda event: None) -> tuple[Path, dict]:
-    """The demo preset on the demo frames (distorted ones excluded): (last epoch's file, result)."""
+def train_demo_lora(run_dir: Path, base: str = "toy", emit=lambda event: None, config=None) -> tuple[Path, dict]:
+    """The demo preset on the demo frames (distorted ones excluded), or config: (last epoch's file, result)."""
     from lora_studio.train.loop import train
 
-    config = demo_config(base)
+    config = config or demo_config(base)
     result = train(config, Path(run_dir), emit)
     return Path(run_dir) / f"tibbie-{config.epochs:06d}.safetensors", result
 
