@@ -6,7 +6,8 @@
 
 Trains `presets/demo.toml` on `assets/demo-dataset` with its distorted frames excluded in review (in a
 throwaway studio folder, so the user's own review state is untouched), then renders two prompts at
-LoRA weight 0, 0.6 and 1 over 6 seeds the way tests/toy/test_lora_proof.py does and prints, as a
+LoRA weight 0, 0.6 and 1 over 6 seeds the way tests/toy/test_lora_proof.py does (and the unseen pose once more
+with her captioned tag "pink bow" in the prompt, a table row only) and prints, as a
 markdown table, what the toy judge sees (how many of 6 show tibbie, a sheep, a tree; mean identity
 similarity to the kept demo frames) beside the colour shares of lora_studio/toy/measure.py.
 Before that it judges the base model alone on the generic sheep prompts.
@@ -38,7 +39,8 @@ def main() -> None:
     from lora_studio.models.load import load_base
     from lora_studio.toy.measure import character_colour_shares, character_score, tree_score
     from lora_studio.toy.preview import contact_sheet
-    from lora_studio.toy.proof import CHARACTER_PROMPT, SEEDS, UNSEEN_PROMPT, render_seeds, train_demo_lora
+    from lora_studio.toy.proof import CHARACTER_PROMPT, SEEDS, UNSEEN_PROMPT, UNSEEN_PROMPT_WITH_TAGS, render_seeds, \
+        train_demo_lora
 
     lora = args.lora
     if lora is None:
@@ -59,10 +61,11 @@ def main() -> None:
             print(f"| {prompt} | {counts['sheep']} | {counts['tree']} |", flush=True)
         print("\n| prompt | LoRA weight | tibbie (judge, of 6) | mean similarity | sheep | tree | "
               "fleece-white share | pink share | tree colour score |\n|---|---|---|---|---|---|---|---|---|")
-        for prompt in (CHARACTER_PROMPT, UNSEEN_PROMPT):
+        for prompt in (CHARACTER_PROMPT, UNSEEN_PROMPT, UNSEEN_PROMPT_WITH_TAGS):
             for weight in WEIGHTS:
                 row = render_seeds(renderer, lora, weight, prompt)
-                images += row
+                if prompt != UNSEEN_PROMPT_WITH_TAGS:  # the picture keeps its two prompts (README, assets)
+                    images += row
                 counts = judge_counts(row, judge, reference)
                 pink = mean(character_colour_shares(image)["pink"] for image in row)
                 print(f"| {prompt} | {weight:g} | {counts['tibbie']} | {mean(counts['similarity']):.3f} | "

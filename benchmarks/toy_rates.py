@@ -3,12 +3,16 @@
     python benchmarks/toy_rates.py                                   # demo preset, training seeds 42,1,2, 12 seeds
     python benchmarks/toy_rates.py --set tag_dropout=0.3 --set unet_lr=0.004
     python benchmarks/toy_rates.py --base /tmp/r18 --train-seeds 42 --seeds 6
+    python benchmarks/toy_rates.py --tree-prompt "tibbie, sheep, pink bow, sitting on tree" --cfg 7
+    python benchmarks/toy_rates.py --remove-tag "pink bow" --character-prompt "tibbie, sheep, standing, meadow"
 
 The proof test (tests/toy/test_lora_proof.py) looks at one LoRA (the preset's seed 42) over sample seeds 0–5.
 Session 14 measured that a change of the training seed alone moves "her on the tree at 0.6" from 4 to 2 of 12,
 so a recipe is compared here on several training seeds and twelve sample seeds at once. Per LoRA it prints her
 (the toy judge's same_character) at weight 1 and 0.6 on the character prompt, her on the unseen tree prompt
 at 0.6 / 0.8 / 1, and the tree kept at 0.6, each as "of all (of seeds 0–5)"; then the sums over training seeds.
+`--remove-tag` prunes a tag from every demo caption the way the Dataset tab's "remove tag everywhere" does (in a
+throwaway review state), so a caption style can be compared with the same frames.
 Each LoRA takes ~1.5 min on two quiet threads (`OMP_NUM_THREADS=2`). Run it alone: a second heavy process
 makes the threads fight and the run several times slower (the numbers stay the same).
 """
@@ -30,19 +34,30 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=12, help="sample seeds 0…N-1 per row")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a demo-preset field, as `lora-studio train --set` does")
+    parser.add_argument("--character-prompt", help="the trained-pose prompt (default: the proof's)")
+    parser.add_argument("--tree-prompt", help="the unseen-pose prompt (default: the proof's)")
+    parser.add_argument("--cfg", type=float, help="CFG scale of the renders (default: the proof's)")
+    parser.add_argument("--remove-tag", action="append", default=[], metavar="TAG",
+                        help="prune TAG from every demo caption before training (repeatable)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     home = Path(tempfile.mkdtemp(prefix="toy-rates-"))
     os.environ["LORA_STUDIO_HOME"] = str(home)
 
     from lora_studio.config import config_from_dict, parse_overrides
+    from lora_studio.data.frames import scan_frames
+    from lora_studio.data.review_state import ReviewState
     from lora_studio.generate.pipeline import LoraRenderer
     from lora_studio.models.load import load_base
     from lora_studio.toy.judge import load_judge
-    from lora_studio.toy.proof import CHARACTER_PROMPT, UNSEEN_PROMPT, demo_config, judge_counts, kept_demo_frames, \
-        render_seeds, train_demo_lora
+    from lora_studio.toy.proof import CHARACTER_PROMPT, SETTINGS, UNSEEN_PROMPT, demo_config, judge_counts, \
+        kept_demo_frames, render_seeds, train_demo_lora
 
-    prompts = {"character": CHARACTER_PROMPT, "tree": UNSEEN_PROMPT}
+    prompts = {"character": args.character_prompt or CHARACTER_PROMPT, "tree": args.tree_prompt or UNSEEN_PROMPT}
+    dataset = Path(demo_config(args.base).dataset)
+    state = ReviewState.load(dataset)
+    for tag in args.remove_tag:
+        state.remove_tag_everywhere(scan_frames(dataset).frames, tag)
     overrides = parse_overrides(args.set)
     judge = load_judge()
     reference = judge.reference(kept_demo_frames())
@@ -50,7 +65,9 @@ def main() -> None:
     first = min(6, args.seeds)
     totals: dict[str, int] = {}
     header = ["training seed"] + [f"her, {name} at {w:g}" for name, w in ROWS] + ["tree kept at 0.6"]
-    print(f"base {args.base}; overrides {overrides or 'none'}; {args.seeds} sample seeds (in brackets: seeds 0–{first - 1})\n")
+    print(f"base {args.base}; overrides {overrides or 'none'}; tags removed {args.remove_tag or 'none'}; "
+          f"CFG {args.cfg or SETTINGS['cfg']:g}; prompts {prompts}; "
+          f"{args.seeds} sample seeds (in brackets: seeds 0–{first - 1})\n")
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header), flush=True)
     with LoraRenderer(load_base(args.base)) as renderer:
         for train_seed in (int(s) for s in args.train_seeds.split(",")):
@@ -58,7 +75,7 @@ def main() -> None:
             lora, _ = train_demo_lora(home / f"run-{train_seed}", config=config)
             cells = [str(train_seed)]
             for name, weight in ROWS:
-                images = render_seeds(renderer, lora, weight, prompts[name], seeds=seeds)
+                images = render_seeds(renderer, lora, weight, prompts[name], seeds=seeds, cfg=args.cfg)
                 counts, few = (judge_counts(x, judge, reference) for x in (images, images[:first]))
                 totals[f"{name}{weight}"] = totals.get(f"{name}{weight}", 0) + counts["tibbie"]
                 cells.append(f"{counts['tibbie']} ({few['tibbie']})")

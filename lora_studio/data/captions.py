@@ -65,6 +65,19 @@ def tag_frequency(frames: list["Frame"]) -> dict[str, dict[str, int]]:
     return out
 
 
+def core_tags(tag_lists: Iterable[list[str]], trigger: str = "") -> list[str]:
+    """Tags on every caption but the trigger word's, in the first caption's order ([] for fewer than 2 captions)."""
+    # A LoRA files a feature that every frame tags under that tag, not under the trigger word, so a prompt
+    # without it loses the feature in a new pose (measured: benchmarks/toy_world.md, session 15). Model cards
+    # of unpruned character LoRAs list these tags; pruning them instead lets the trigger absorb them.
+    lists = [list(tags) for tags in tag_lists]
+    if len(lists) < 2:
+        return []
+    trigger_keys = {_key(t) for t in split_tags(trigger)}
+    common = set.intersection(*({_key(t) for t in tags} for tags in lists)) - trigger_keys
+    return list(dict.fromkeys(t for t in lists[0] if _key(t) in common))
+
+
 def add_tag(tags: list[str], tag: str, first: bool = False) -> list[str]:
     """Add a tag at the end (or the front if `first`); an existing copy is kept, or moved to the front."""
     tag = tag.strip()

@@ -16,6 +16,10 @@ from pathlib import Path
 CHARACTER_PROMPT = "tibbie, sheep, pink bow, standing, meadow"
 BASE_SHEEP_PROMPTS = ("sheep, meadow", "sheep, lying on beach", "sheep, sitting on tree")
 UNSEEN_PROMPT = "tibbie, sheep, sitting on tree"  # a pose the demo frames never show
+# The same with the tag every demo caption carries besides the trigger. A LoRA files a feature that is always
+# captioned under that tag, not under the trigger (session 15: her bow), so users of unpruned character LoRAs
+# prompt the character's tags with the trigger; this is the unseen pose asked that way.
+UNSEEN_PROMPT_WITH_TAGS = "tibbie, sheep, pink bow, sitting on tree"
 SEEDS = range(6)
 SETTINGS = dict(sampler="DPM++ 2M Karras", steps=20, cfg=5.0, width=64, height=64, clip_skip=2)
 
@@ -43,10 +47,11 @@ def train_demo_lora(run_dir: Path, base: str = "toy", emit=lambda event: None, c
     return Path(run_dir) / f"tibbie-{config.epochs:06d}.safetensors", result
 
 
-def render_seeds(renderer, lora: Path, weight: float, prompt: str, seeds=SEEDS) -> list:
+def render_seeds(renderer, lora: Path, weight: float, prompt: str, seeds=SEEDS, cfg: float | None = None) -> list:
     """One image per seed of prompt with the LoRA at weight (a generate.pipeline.LoraRenderer on the base)."""
     loras = [(lora, weight, weight)] if weight else []
-    return [renderer.images(loras, [prompt], [""], [seed], **SETTINGS)[0] for seed in seeds]
+    settings = {**SETTINGS, "cfg": SETTINGS["cfg"] if cfg is None else cfg}
+    return [renderer.images(loras, [prompt], [""], [seed], **settings)[0] for seed in seeds]
 
 
 def kept_demo_frames() -> list:

@@ -7,7 +7,7 @@ can be undone (`ReviewState.undo`). Plain values in, plain values out, like data
 
 from __future__ import annotations
 
-from lora_studio.data.captions import remove_tag
+from lora_studio.data.captions import core_tags, remove_tag
 from lora_studio.data.review_state import ReviewState
 from lora_studio.errors import UserError
 from lora_studio.ui.current_dataset import DatasetSession, need_review
@@ -80,7 +80,7 @@ def bulk_preview(session: DatasetSession) -> str:
 
 
 def batch_scope(review, tag: str = "") -> str:
-    """Which frames a batch tag edit changes: the kept ones (and, for a typed tag, how many hold it)."""
+    """Which frames a batch tag edit changes (the kept ones), the tags on all of them, and how many hold a typed tag."""
     if review is None:
         return "Batch edits change the tags of the kept frames; review a folder first."
     excluded = sum(f.trainable and not f.kept for f in review.frames)
@@ -88,10 +88,22 @@ def batch_scope(review, tag: str = "") -> str:
             if excluded else "")
     text = (f"Changes the tags of the **{review.kept_count} kept frame{'s' if review.kept_count != 1 else ''}**"
             f"{tail}. **Undo** takes an edit back.")
+    text += core_tags_advice(review)
     if (tag or "").strip():
         holding = sum(remove_tag(f.tags, tag) != f.tags for f in review.frames if f.kept)
         text += f" '{tag.strip()}' is in {holding} of the kept frames: Remove or Replace changes those {holding}."
     return text
+
+
+def core_tags_advice(review) -> str:
+    """' On every kept frame: …' — the tags a prompt must repeat, since the LoRA files them away from the trigger."""
+    common = core_tags([f.tags for f in review.frames if f.kept], review.trigger_word)
+    if not common:
+        return ""
+    trigger = f"'{review.trigger_word}'" if review.trigger_word else "the trigger word"
+    listed = ", ".join(f"'{t}'" for t in common)
+    return (f" On every kept frame: {listed}. A LoRA files what an always-present tag shows under that tag, not "
+            f"under {trigger}: prompt them with {trigger}, or remove one here so that {trigger} absorbs it.")
 
 
 def batch_edit(session: DatasetSession, action: str, trigger_word: str = "", tag: str = "", new_tag: str = "",

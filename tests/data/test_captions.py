@@ -93,3 +93,14 @@ def test_clip_token_count_tells_when_a_caption_is_too_long():
     assert count_clip_tokens("sheep", tokenizer) == 1
     assert count_clip_tokens("", tokenizer) == 0
     assert count_clip_tokens(", ".join(["white background"] * 30), tokenizer) > 75
+
+
+def test_core_tags_are_the_ones_every_caption_carries_besides_the_trigger():
+    from lora_studio.data.captions import core_tags
+
+    captions = [["tibbie", "sheep", "Pink Bow", "standing"], ["tibbie", "sheep", "lying on beach", "pink  bow"],
+                ["sheep", "tibbie", "pink bow", "close-up"]]
+    assert core_tags(captions, trigger="tibbie") == ["sheep", "Pink Bow"]
+    assert core_tags(captions) == ["tibbie", "sheep", "Pink Bow"]
+    assert core_tags(captions[:1], trigger="tibbie") == []  # one caption: everything would be "core"
+    assert core_tags(captions + [["tibbie", "standing"]], trigger="tibbie") == []

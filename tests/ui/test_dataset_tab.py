@@ -202,8 +202,12 @@ def test_batch_tag_edits_reach_every_kept_frame_and_leave_excluded_ones_alone(de
 
     assert tab.batch_scope(session.review, "pink bow").endswith(
         "'pink bow' is in 14 of the kept frames: Remove or Replace changes those 14.")
+    # The tags a prompt must repeat: on every kept frame, the trigger word aside.
+    assert "On every kept frame: 'sheep', 'pink bow'. A LoRA files what an always-present tag shows under that " \
+           "tag, not under 'tibbie'" in tab.batch_scope(session.review)
     assert tab.batch_edit(session, "remove", tag="pink bow") == (
         "Removed 'pink bow' from 14 kept frames (1 frame excluded left as it is).")
+    assert "On every kept frame: 'sheep'." in tab.batch_scope(session.review)
     assert all("pink bow" not in f.tags for f in session.review.frames if f.kept)
     assert "pink bow" in session.review.frame("frame_003.png").tags
     assert ReviewState.load(demo_frames).edited_tags("frame_003.png") is None
