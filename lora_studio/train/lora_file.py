@@ -223,6 +223,26 @@ def read_metadata(path) -> dict[str, str]:
         raise UserError(f"{path.name} is not a readable .safetensors file: {exc}") from None
 
 
+def tags_on_every_frame(metadata: dict[str, str], trigger_word: str = "") -> list[str]:
+    """The tags every trained caption had, the trigger aside, from kohya's ss_tag_frequency and ss_dataset_dirs."""
+    # What these tags show the LoRA learned under them, not under the trigger: a prompt gets it only by naming
+    # them (benchmarks/toy_world.md, session 15). Files without the dataset bookkeeping give [].
+    try:
+        frequency = json.loads(metadata.get("ss_tag_frequency") or "{}")
+        dirs = json.loads(metadata.get("ss_dataset_dirs") or "{}")
+        total = sum(int(d["img_count"]) for d in dirs.values())
+        counts: dict[str, int] = {}
+        for folder_tags in frequency.values():
+            for tag, n in folder_tags.items():
+                counts[tag] = counts.get(tag, 0) + int(n)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return []
+    if total < 2:
+        return []  # one caption: every tag would be "on every frame"
+    trigger = " ".join(trigger_word.split()).lower()
+    return [tag for tag, n in counts.items() if n >= total and tag != trigger]
+
+
 def lora_file_hash(path) -> str:
     """A1111's short LoRA hash ('Lora hashes' in infotext): sha256 of the tensor data, 12 hex digits."""
     path = Path(path)

@@ -102,8 +102,9 @@ def core_tags_advice(review) -> str:
         return ""
     trigger = f"'{review.trigger_word}'" if review.trigger_word else "the trigger word"
     listed = ", ".join(f"'{t}'" for t in common)
-    return (f" On every kept frame: {listed}. A LoRA files what an always-present tag shows under that tag, not "
-            f"under {trigger}: prompt them with {trigger}, or remove one here so that {trigger} absorbs it.")
+    return (f" On every kept frame: {listed}. A LoRA learns what these show under the tags, not under {trigger}: "
+            f"prompts must name them to get it (her features; leave a background tag out to change it). Removing "
+            f"one here makes {trigger} carry what it shows instead.")
 
 
 def batch_edit(session: DatasetSession, action: str, trigger_word: str = "", tag: str = "", new_tag: str = "",

@@ -24,6 +24,7 @@ from lora_studio.generate.pipeline import sampler_names
 from lora_studio.generate.prompt import set_lora_tag, split_lora_tags
 from lora_studio.generate.xy_job import check_plot, default_prompt, run_axis
 from lora_studio.generate.xy_plan import AXIS_KINDS, EPOCH_FILE
+from lora_studio.train.lora_file import read_metadata, tags_on_every_frame
 from lora_studio.ui.monitor import error_text
 from lora_studio.ui.xy_progress import PlotWatch, update, xy_jobs
 
@@ -100,9 +101,17 @@ def retarget_prompt(prompt: str, run: RunInfo) -> str:
 def run_text(run: RunInfo) -> str:
     """What the picked run is: base model, epochs, and the recipe that made it."""
     c = run.config
-    return (f"**Base model:** `{c.base_model}` · **epoch files:** {len(run.epoch_stems)} "
+    text = (f"**Base model:** `{c.base_model}` · **epoch files:** {len(run.epoch_stems)} "
             f"(`{run.epoch_stems[0]}` … `{run.epoch_stems[-1]}`) · trained at {c.resolution} px, "
             f"batch {c.batch_size}, unet_lr {c.unet_lr:g}, {c.optimizer} · folder `{run.folder}`")
+    try:
+        tags = tags_on_every_frame(read_metadata(run.folder / f"{run.epoch_stems[-1]}.safetensors"), c.trigger_word)
+    except UserError:
+        tags = []
+    if tags:
+        text += (" · **tagged on every frame:** " + ", ".join(f"`{t}`" for t in tags)
+                 + " (the LoRA learned what these show under them: a prompt gets it only by naming them)")
+    return text
 
 
 def paste_fields(text: str, folder: str | None) -> tuple[dict[str, Any], str]:

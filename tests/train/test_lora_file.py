@@ -278,3 +278,16 @@ def test_resume_state_restores_the_adapters_and_refuses_another_dim():
     add_lora(other["unet"], other["text_encoder"], DIM * 2, ALPHA)
     with pytest.raises(UserError, match="network_dim"):
         load_lora_state(other["unet"], other["text_encoder"], state)
+
+
+def test_a_lora_file_tells_which_tags_every_trained_caption_had():
+    # kohya's bookkeeping, summed over image folders: tags in every caption, the trigger aside
+    from lora_studio.train.lora_file import tags_on_every_frame
+
+    meta = {"ss_tag_frequency": json.dumps({"6_tibbie": {"tibbie": 3, "sheep": 3, "pink bow": 3, "beach": 1},
+                                            "2_extra": {"tibbie": 1, "sheep": 1, "meadow": 1}}),
+            "ss_dataset_dirs": json.dumps({"6_tibbie": {"n_repeats": 6, "img_count": 3},
+                                           "2_extra": {"n_repeats": 2, "img_count": 1}})}
+    assert tags_on_every_frame(meta, "Tibbie") == ["sheep"]
+    assert tags_on_every_frame(meta) == ["tibbie", "sheep"]
+    assert tags_on_every_frame({}) == [] and tags_on_every_frame({"ss_tag_frequency": "not json"}) == []

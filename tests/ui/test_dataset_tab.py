@@ -203,8 +203,8 @@ def test_batch_tag_edits_reach_every_kept_frame_and_leave_excluded_ones_alone(de
     assert tab.batch_scope(session.review, "pink bow").endswith(
         "'pink bow' is in 14 of the kept frames: Remove or Replace changes those 14.")
     # The tags a prompt must repeat: on every kept frame, the trigger word aside.
-    assert "On every kept frame: 'sheep', 'pink bow'. A LoRA files what an always-present tag shows under that " \
-           "tag, not under 'tibbie'" in tab.batch_scope(session.review)
+    assert "On every kept frame: 'sheep', 'pink bow'. A LoRA learns what these show under the tags, not under " \
+           "'tibbie': prompts must name them to get it" in tab.batch_scope(session.review)
     assert tab.batch_edit(session, "remove", tag="pink bow") == (
         "Removed 'pink bow' from 14 kept frames (1 frame excluded left as it is).")
     assert "On every kept frame: 'sheep'." in tab.batch_scope(session.review)

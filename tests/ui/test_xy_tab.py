@@ -80,6 +80,8 @@ def test_every_run_with_epoch_files_is_offered_and_the_fields_follow_the_picked_
     assert tab.run_defaults(runs[0], "tibbie, beach, <lora:tibbie-000002:0.5>")["prompt"] == \
         "tibbie, beach, <lora:tibbie-bs1-000001:0.5>"
     assert "`tibbie-000001` … `tibbie-000002`" in tab.run_text(runs[2])
+    # What every caption tagged (from the file's kohya metadata): a prompt gets it only by naming it.
+    assert "**tagged on every frame:** `sheep`, `white background` (the LoRA learned" in tab.run_text(runs[2])
 
     # Comparing with the sweep's runs puts every one on Z, the picked run first.
     settings = tab.read_settings(form(sweep / "bs1", z_runs=[str(sweep / "bs2")]))
@@ -232,6 +234,7 @@ def test_the_epoch_count_follows_training_and_a_pasted_mistake_replaces_the_old_
         page.get_by_role("tab", name="XY plot").click()
         info = page.locator("#xy-run-info")
         expect(info).to_contain_text("epoch files: 2 (")
+        expect(info).to_contain_text("tagged on every frame: sheep, white background")
         expect(page.locator("#xy-grid img")).to_be_visible()
 
         # The run trains on: its third epoch file lands while the tab is open, and the tab says so.
