@@ -65,17 +65,30 @@ def tag_frequency(frames: list["Frame"]) -> dict[str, dict[str, int]]:
     return out
 
 
-def core_tags(tag_lists: Iterable[list[str]], trigger: str = "") -> list[str]:
-    """Tags on every caption but the trigger word's, in the first caption's order ([] for fewer than 2 captions)."""
+def tags_in_every_caption(counts: dict[str, int], captions: int, trigger: str = "") -> list[str]:
+    """Of {tag: how many captions hold it}, the tags all `captions` hold, the trigger word aside ([] under 2)."""
     # A LoRA files a feature that every frame tags under that tag, not under the trigger word, so a prompt
     # without it loses the feature in a new pose (measured: benchmarks/toy_world.md, session 15). Model cards
     # of unpruned character LoRAs list these tags; pruning them instead lets the trigger absorb them.
-    lists = [list(tags) for tags in tag_lists]
-    if len(lists) < 2:
-        return []
+    if captions < 2:
+        return []  # one caption: every tag would be "on every frame"
     trigger_keys = {_key(t) for t in split_tags(trigger)}
-    common = set.intersection(*({_key(t) for t in tags} for tags in lists)) - trigger_keys
-    return list(dict.fromkeys(t for t in lists[0] if _key(t) in common))
+    return [tag for tag, n in counts.items() if n >= captions and _key(tag) not in trigger_keys]
+
+
+def core_tags(tag_lists: Iterable[list[str]], trigger: str = "") -> list[str]:
+    """Tags on every caption but the trigger word's, spelt and ordered as in the first caption."""
+    lists = [list(tags) for tags in tag_lists]
+    if not lists:
+        return []
+    counts: dict[str, int] = {}
+    for tags in lists:
+        for key in {_key(t) for t in tags}:
+            counts[key] = counts.get(key, 0) + 1
+    spelling: dict[str, str] = {}
+    for tag in lists[0]:
+        spelling.setdefault(_key(tag), tag)
+    return [spelling[key] for key in tags_in_every_caption({k: counts[k] for k in spelling}, len(lists), trigger)]
 
 
 def add_tag(tags: list[str], tag: str, first: bool = False) -> list[str]:

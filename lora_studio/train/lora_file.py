@@ -225,8 +225,9 @@ def read_metadata(path) -> dict[str, str]:
 
 def tags_on_every_frame(metadata: dict[str, str], trigger_word: str = "") -> list[str]:
     """The tags every trained caption had, the trigger aside, from kohya's ss_tag_frequency and ss_dataset_dirs."""
-    # What these tags show the LoRA learned under them, not under the trigger: a prompt gets it only by naming
-    # them (benchmarks/toy_world.md, session 15). Files without the dataset bookkeeping give [].
+    from lora_studio.data.captions import tags_in_every_caption
+
+    # Files without the dataset bookkeeping give [].
     try:
         frequency = json.loads(metadata.get("ss_tag_frequency") or "{}")
         dirs = json.loads(metadata.get("ss_dataset_dirs") or "{}")
@@ -237,10 +238,7 @@ def tags_on_every_frame(metadata: dict[str, str], trigger_word: str = "") -> lis
                 counts[tag] = counts.get(tag, 0) + int(n)
     except (ValueError, TypeError, KeyError, AttributeError):
         return []
-    if total < 2:
-        return []  # one caption: every tag would be "on every frame"
-    trigger = " ".join(trigger_word.split()).lower()
-    return [tag for tag, n in counts.items() if n >= total and tag != trigger]
+    return tags_in_every_caption(counts, total, trigger_word)
 
 
 def lora_file_hash(path) -> str:
