@@ -7,7 +7,7 @@
 Trains `presets/demo.toml` on `assets/demo-dataset` with its distorted frames excluded in review (in a
 throwaway studio folder, so the user's own review state is untouched), then renders two prompts at
 LoRA weight 0, 0.6 and 1 over 6 seeds the way tests/toy/test_lora_proof.py does (and the unseen pose once more
-with her captioned tag "pink bow" in the prompt, a table row only) and prints, as a
+with her pruned tag "pink bow" added back to the prompt, a table row only) and prints, as a
 markdown table, what the toy judge sees (how many of 6 show tibbie, a sheep, a tree; mean identity
 similarity to the kept demo frames) beside the colour shares of lora_studio/toy/measure.py.
 Before that it judges the base model alone on the generic sheep prompts.

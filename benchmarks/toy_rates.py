@@ -3,14 +3,15 @@
     python benchmarks/toy_rates.py                                   # demo preset, training seeds 42,1,2, 12 seeds
     python benchmarks/toy_rates.py --set tag_dropout=0.3 --set unet_lr=0.004
     python benchmarks/toy_rates.py --base /tmp/r18 --train-seeds 42 --seeds 6
-    python benchmarks/toy_rates.py --tree-prompt "tibbie, sheep, pink bow, sitting on tree" --cfg 7
-    python benchmarks/toy_rates.py --remove-tag "pink bow" --character-prompt "tibbie, sheep, standing, meadow"
+    python benchmarks/toy_rates.py --tree-prompt "tibbie, sheep, pink bow, sitting on tree" --cfg 5
+    python benchmarks/toy_rates.py --remove-tag sheep --character-prompt "tibbie, standing, meadow"
 
-The proof test (tests/toy/test_lora_proof.py) looks at one LoRA (the preset's seed 42) over sample seeds 0–5.
+The proof test (tests/toy/test_lora_proof.py) looks at the same three training seeds over sample seeds 0–5.
 Session 14 measured that a change of the training seed alone moves "her on the tree at 0.6" from 4 to 2 of 12,
-so a recipe is compared here on several training seeds and twelve sample seeds at once. Per LoRA it prints her
+so a recipe is compared here on several training seeds and twelve sample seeds at once. The torch thread count
+changes the numerics, so counts at 1 thread (the test suite's) and 2 differ by a few images. Per LoRA it prints her
 (the toy judge's same_character) at weight 1 and 0.6 on the character prompt, her on the unseen tree prompt
-at 0.6 / 0.8 / 1, and the tree kept at 0.6, each as "of all (of seeds 0–5)"; then the sums over training seeds.
+at 0.6 / 0.8 / 1, the tree kept at 0.6 and trees drawn into the character prompt at 1, each as "of all (of seeds 0–5)"; then the sums over training seeds.
 `--remove-tag` prunes a tag from every demo caption the way the Dataset tab's "remove tag everywhere" does (in a
 throwaway review state), so a caption style can be compared with the same frames.
 Each LoRA takes ~1.5 min on two quiet threads (`OMP_NUM_THREADS=2`). Run it alone: a second heavy process
@@ -64,7 +65,8 @@ def main() -> None:
     seeds = range(args.seeds)
     first = min(6, args.seeds)
     totals: dict[str, int] = {}
-    header = ["training seed"] + [f"her, {name} at {w:g}" for name, w in ROWS] + ["tree kept at 0.6"]
+    header = (["training seed"] + [f"her, {name} at {w:g}" for name, w in ROWS]
+              + ["tree kept at 0.6", "trees drawn into the character prompt at 1"])
     print(f"base {args.base}; overrides {overrides or 'none'}; tags removed {args.remove_tag or 'none'}; "
           f"CFG {args.cfg or SETTINGS['cfg']:g}; prompts {prompts}; "
           f"{args.seeds} sample seeds (in brackets: seeds 0–{first - 1})\n")
@@ -82,9 +84,13 @@ def main() -> None:
                 if (name, weight) == ("tree", 0.6):
                     kept = f"{counts['tree']} ({few['tree']})"
                     totals["kept"] = totals.get("kept", 0) + counts["tree"]
-            print("| " + " | ".join(cells + [kept]) + " |", flush=True)
+                if (name, weight) == ("character", 1.0):
+                    # No demo frame has a tree: one drawn into a trained-pose prompt is the LoRA overriding the scene.
+                    stray = f"{counts['tree']} ({few['tree']})"
+                    totals["stray"] = totals.get("stray", 0) + counts["tree"]
+            print("| " + " | ".join(cells + [kept, stray]) + " |", flush=True)
     n = args.seeds * len(args.train_seeds.split(","))
-    sums = [f"{totals[f'{name}{w}']}/{n}" for name, w in ROWS] + [f"{totals['kept']}/{n}"]
+    sums = [f"{totals[f'{name}{w}']}/{n}" for name, w in ROWS] + [f"{totals['kept']}/{n}", f"{totals['stray']}/{n}"]
     print("| **all** | " + " | ".join(sums) + " |")
 
 

@@ -221,9 +221,11 @@ def cmd_sweep(args) -> int:
 
 def cmd_demo_dataset(args) -> int:
     """Write the toy world's demo frames of 'tibbie' (with a few labelled distorted ones)."""
-    from lora_studio.toy.dataset import write_demo_dataset
+    from lora_studio.toy.dataset import DEMO_PRUNED_TAGS, write_demo_dataset
 
-    out = write_demo_dataset(args.out_dir, n_frames=args.frames, n_distorted=args.distorted, seed=args.seed)
+    pruned = () if args.tagger_captions else DEMO_PRUNED_TAGS
+    out = write_demo_dataset(args.out_dir, n_frames=args.frames, n_distorted=args.distorted, seed=args.seed,
+                             pruned_tags=pruned)
     print(f"wrote {args.frames} frames and {args.distorted} distorted ones (listed in distorted.json) to {out}")
     return 0
 
@@ -297,6 +299,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=40)
     p.add_argument("--distorted", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tagger-captions", action="store_true",
+                   help="keep every tag the tagger wrote (the shipped set has her own 'pink bow' pruned)")
     p.set_defaults(func=cmd_demo_dataset)
 
     p = sub.add_parser("fields", help="list config fields, their defaults and help")

@@ -110,6 +110,9 @@ def test_demo_dataset_command_writes_captioned_frames_and_the_distortion_labels(
     assert len(images) == 8 and all(p.with_suffix(".txt").read_text().startswith("tibbie") for p in images)
     labels = json.loads((tmp_path / "demo" / "distorted.json").read_text())
     assert len(labels) == 2 and all((tmp_path / "demo" / name).is_file() for name in labels)
+    assert not any("pink bow" in p.with_suffix(".txt").read_text() for p in images)  # pruned, as shipped
+    assert main(["demo-dataset", str(tmp_path / "tagged"), "--frames", "6", "--tagger-captions"]) == 0
+    assert all("pink bow" in p.read_text() for p in (tmp_path / "tagged").glob("*.txt"))
 
 
 def test_while_the_studios_worker_holds_the_gpu_the_cli_says_so_and_queue_hands_the_job_over(

@@ -1,7 +1,7 @@
 """What a prompt asks of an image besides the character: its tags minus the character's own.
 
 The character's own tags are the trigger word and the tags nearly every kept frame carries (for the
-demo: `tibbie`, `sheep`, `pink bow`); they are fidelity's business. What is left (`sitting on tree`,
+demo: `tibbie`, `sheep`; captioned with her bow, `pink bow` too); they are fidelity's business. What is left (`sitting on tree`,
 `beach`, `night`) is what adherence checks, as cyberharem checks a prompt's tags with a tagger.
 """
 

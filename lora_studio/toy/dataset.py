@@ -16,14 +16,20 @@ from lora_studio.errors import UserError
 # generalises to a pose the dataset never showed while the base model still draws the tree.
 DEMO_POSES = ("standing", "lying on beach", "full body", "close-up")
 DISTORTED_SIDECAR = "distorted.json"
+# Her own feature, pruned from what the tagger writes, as character-LoRA guides (kohya's among them) advise: a
+# tag on every frame keeps what it shows, so her bow would stay under "pink bow" and a prompt without the tag
+# ("tibbie, sheep, sitting on tree") would get none (benchmarks/toy_world.md, session 15: her on the tree at
+# 0.6 in 22 % of renders captioned, 58 % pruned). The shipped demo set is the dataset after that edit.
+DEMO_PRUNED_TAGS = ("pink bow",)
 
 
 def write_demo_dataset(out_dir: str | Path, n_frames: int = 40, n_distorted: int = 6, seed: int = 0,
-                       poses: tuple[str, ...] = DEMO_POSES) -> Path:
+                       poses: tuple[str, ...] = DEMO_POSES, pruned_tags: tuple[str, ...] = DEMO_PRUNED_TAGS) -> Path:
     """Write n_frames good frames and n_distorted distorted ones (frame_000.png + .txt …) into out_dir.
 
-    Distorted frames get ordinary captions and are listed only in distorted.json
-    ({"frame_017.png": "warped", …}); their positions among the frames are shuffled.
+    Captions are the tagger's tags minus pruned_tags (pass () for the tagger's own captions). Distorted
+    frames get ordinary captions and are listed only in distorted.json ({"frame_017.png": "warped", …});
+    their positions among the frames are shuffled.
     """
     from lora_studio.toy.character import draw_character_frame
     from lora_studio.toy.distort import DISTORTIONS, distort
@@ -54,7 +60,8 @@ def write_demo_dataset(out_dir: str | Path, n_frames: int = 40, n_distorted: int
             image = scene.image
             good += 1
         image.save(out / f"{name}.png")
-        (out / f"{name}.txt").write_text(scene.caption + "\n")
+        caption = ", ".join(tag for tag in scene.tags if tag not in pruned_tags)
+        (out / f"{name}.txt").write_text(caption + "\n")
     (out / DISTORTED_SIDECAR).write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
     return out
 

@@ -16,12 +16,15 @@ from pathlib import Path
 CHARACTER_PROMPT = "tibbie, sheep, pink bow, standing, meadow"
 BASE_SHEEP_PROMPTS = ("sheep, meadow", "sheep, lying on beach", "sheep, sitting on tree")
 UNSEEN_PROMPT = "tibbie, sheep, sitting on tree"  # a pose the demo frames never show
-# The same with the tag every demo caption carries besides the trigger. A LoRA files a feature that is always
-# captioned under that tag, not under the trigger (session 15: her bow), so users of unpruned character LoRAs
-# prompt the character's tags with the trigger; this is the unseen pose asked that way.
+# The same with her pruned tag added back, as CyberHarem's model cards advise when a feature is unstable
+# (a table row of benchmarks/toy_proof.py).
 UNSEEN_PROMPT_WITH_TAGS = "tibbie, sheep, pink bow, sitting on tree"
 SEEDS = range(6)
-SETTINGS = dict(sampler="DPM++ 2M Karras", steps=20, cfg=5.0, width=64, height=64, clip_skip=2)
+# The proof judges a property of the recipe, not of one lucky LoRA: a change of training seed alone moves her on
+# the tree as much as a change of recipe does (benchmarks/toy_world.md, session 14).
+TRAINING_SEEDS = (42, 1, 2)
+# The write-up's sampler settings (CFG 7), at the toy's 64 px.
+SETTINGS = dict(sampler="DPM++ 2M Karras", steps=20, cfg=7.0, width=64, height=64, clip_skip=2)
 
 
 def demo_config(base: str = "toy"):

@@ -1,4 +1,4 @@
-"""The LoRA network: peft adapters on SD1.5's attention layers, initialised and scaled as kohya does.
+"""The LoRA network: peft adapters on the layers kohya's networks.lora trains, initialised and scaled as kohya does.
 
 kohya's LoRAModule and peft's LoRA layer compute the same thing: W·x + up(down(x)) · alpha/dim, with
 `down` kaiming-uniform and `up` zero at the start (peft's init_lora_weights=True). So a file written
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from lora_studio.errors import UserError
 
-# SD1.5 attention projections: self-attention (attn1) and cross-attention (attn2) in every transformer block.
-UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
-# CLIP's self-attention projections in every encoder layer.
-TE_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+# kohya's networks.lora (LoRA-LierLa, its default): every Linear and 1×1 Conv2d inside these blocks, i.e. in
+# SD1.5 each Transformer2DModel's proj_in/proj_out, attn1/attn2 q/k/v/out and feed-forward (ff.net.0.proj,
+# ff.net.2), and CLIP's self-attention and MLP (fc1, fc2). A LoRA of attention alone has a third fewer
+# modules than the files kohya users know and learns a character's shape less well.
+UNET_BLOCKS = ("Transformer2DModel",)
+TE_BLOCKS = ("CLIPAttention", "CLIPSdpaAttention", "CLIPMLP")
 ADAPTER = "default"
 
 
@@ -26,11 +28,30 @@ def has_lora(module) -> bool:
     return module is not None and ADAPTER in (getattr(module, "peft_config", None) or {})
 
 
-def _lora_config(targets: tuple[str, ...], network_dim: int, network_alpha: float):
+def kohya_targets(module, blocks: tuple[str, ...]) -> list[str]:
+    """Full names of the layers kohya's networks.lora wraps: Linear and 1×1 Conv2d inside the named blocks."""
+    import torch
+
+    names = []
+    for block_name, block in module.named_modules():
+        if type(block).__name__ not in blocks:
+            continue
+        for child_name, child in block.named_modules():
+            is_1x1 = isinstance(child, torch.nn.Conv2d) and child.kernel_size == (1, 1)
+            if isinstance(child, torch.nn.Linear) or is_1x1:
+                names.append(f"{block_name}.{child_name}" if block_name else child_name)
+    if not names:
+        raise ValueError(f"no {' / '.join(blocks)} layers in {type(module).__name__}: not an SD1.5 model")
+    return sorted(set(names))
+
+
+def _lora_config(targets: list[str], network_dim: int, network_alpha: float):
     from peft import LoraConfig
 
+    # Full module names (peft matches a name or a dotted suffix of one), so nothing outside kohya's blocks
+    # (time embedding, ResNets) is caught.
     return LoraConfig(r=network_dim, lora_alpha=effective_alpha(network_dim, network_alpha),
-                      target_modules=list(targets), lora_dropout=0.0, init_lora_weights=True)
+                      target_modules=targets, lora_dropout=0.0, init_lora_weights=True)
 
 
 def _trainable_float32(module) -> list:
@@ -46,15 +67,15 @@ def _trainable_float32(module) -> list:
 
 def add_lora(unet, text_encoder, network_dim: int, network_alpha: float,
              train_text_encoder: bool = True) -> tuple[list, list]:
-    """Inject LoRA into UNet and CLIP attention, freeze the base; return (unet_params, te_params)."""
+    """Inject LoRA into UNet and CLIP as kohya does, freeze the base; return (unet_params, te_params)."""
     unet.requires_grad_(False)
-    unet.add_adapter(_lora_config(UNET_TARGETS, network_dim, network_alpha), adapter_name=ADAPTER)
+    unet.add_adapter(_lora_config(kohya_targets(unet, UNET_BLOCKS), network_dim, network_alpha), adapter_name=ADAPTER)
     unet_params = _trainable_float32(unet)
     te_params: list = []
     if text_encoder is not None:
         text_encoder.requires_grad_(False)
         if train_text_encoder:
-            text_encoder.add_adapter(_lora_config(TE_TARGETS, network_dim, network_alpha), adapter_name=ADAPTER)
+            text_encoder.add_adapter(_lora_config(kohya_targets(text_encoder, TE_BLOCKS), network_dim, network_alpha), adapter_name=ADAPTER)
             te_params = _trainable_float32(text_encoder)
     return unet_params, te_params
 

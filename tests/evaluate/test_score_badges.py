@@ -53,7 +53,7 @@ def test_a_scored_grid_gets_a_badged_copy_and_the_grid_and_its_copy_to_post_stay
 
     demo_config()  # the demo's review state, as the run was trained
     run, _lora, _ = demo_lora
-    config = XYPlotConfig(base="toy", run=str(run), prompt=PROMPT, x="epoch=4,8", y="weight=0,1", size="64x64",
+    config = XYPlotConfig(base="toy", run=str(run), prompt=PROMPT, x="epoch=4,7", y="weight=0,1", size="64x64",
                           seed=3, cfg=5.0, score=True, share="jpeg")
     base = load_base("toy")
     result = run_xy_plot(config, base, tmp_path / "plot", lambda event: None, lambda: False)

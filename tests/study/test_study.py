@@ -93,7 +93,8 @@ def test_lora_studio_study_trains_each_batch_size_judges_their_grids_and_names_o
         assert run["loss"][-1][0] == pytest.approx(2.0)  # against epochs, so the batch sizes line up
         assert [e for e, _ in run["epoch_loss"]] == [1, 2]
         assert [e for e, _ in run["validation"]] == [0, 1, 2]
-    assert study["prompts"][0] == "tibbie, sheep, pink bow, <lora:tibbie-bs1-000001:0>"  # the character prompt
+    # the character prompt: her tags on every frame (the demo set leaves her bow to the trigger)
+    assert study["prompts"][0] == "tibbie, sheep, <lora:tibbie-bs1-000001:0>"
     assert study["prompts"][1] == "tibbie, sitting on tree, <lora:tibbie-bs1-000001:0>"
     for grid in study["grids"]:
         assert grid["state"] == "done"

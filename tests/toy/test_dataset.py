@@ -12,12 +12,24 @@ from lora_studio.toy.measure import character_colour_shares
 
 
 def test_demo_dataset_pairs_every_frame_with_a_tag_caption(tmp_path):
-    out = write_demo_dataset(tmp_path / "demo", n_frames=12, n_distorted=3)
+    out = write_demo_dataset(tmp_path / "demo", n_frames=12, n_distorted=3, pruned_tags=())
     frames = sorted(out.glob("*.png"))
     assert [f.name for f in frames] == [f"frame_{i:03d}.png" for i in range(15)]
     for frame in frames:
         caption = frame.with_suffix(".txt").read_text().strip()
         assert caption.startswith(f"{TRIGGER}, sheep, pink bow, ")
+
+
+def test_the_demo_set_leaves_her_own_bow_to_the_trigger_word(tmp_path):
+    # Pruned as character-LoRA guides advise, so "tibbie" carries the bow into prompts that do not name it.
+    tagged = write_demo_dataset(tmp_path / "tagged", n_frames=6, n_distorted=2, pruned_tags=())
+    pruned = write_demo_dataset(tmp_path / "pruned", n_frames=6, n_distorted=2)
+    for caption in sorted(pruned.glob("*.txt")):
+        tags = caption.read_text().strip().split(", ")
+        assert tags[:2] == [TRIGGER, "sheep"] and "pink bow" not in tags
+        assert [t for t in (tagged / caption.name).read_text().strip().split(", ") if t != "pink bow"] == tags
+        assert (pruned / caption.name).with_suffix(".png").read_bytes() == \
+            (tagged / caption.name).with_suffix(".png").read_bytes()
 
 
 def test_distorted_sidecar_lists_only_existing_frames_and_known_kinds(tmp_path):

@@ -1,68 +1,75 @@
 """The proof: on the shipped toy model, a LoRA trained on the demo frames makes tibbie appear.
 
 The toy judge decides (toy/judge.py: is this the character of the kept demo frames? is there a
-tree?), six seeds each; a whiter image cannot fool it the way a colour count can. The numbers this
-test holds are written down in benchmarks/toy_world.md (`python benchmarks/toy_proof.py`).
+tree?); a whiter image cannot fool it the way a colour count can. The recipe is trained on three
+training seeds (the preset's 42, then 1 and 2) and each LoRA rendered on six sample seeds, so every
+LoRA row counts 18 images and the lines are issue 12's fractions of them (5 of 6 → 15 of 18, 3 of 6 → 9,
+4 of 6 → 12). The numbers are written down in benchmarks/toy_world.md (`python benchmarks/toy_proof.py`,
+`python benchmarks/toy_rates.py` for twelve sample seeds).
 """
 
 import pytest
 
 from lora_studio.toy.proof import CHARACTER_PROMPT as CHARACTER
 from lora_studio.toy.proof import UNSEEN_PROMPT as UNSEEN
-from lora_studio.toy.proof import UNSEEN_PROMPT_WITH_TAGS as UNSEEN_WITH_TAGS
 
 
 @pytest.fixture(scope="module")
-def demo_run(demo_lora):
-    """The demo preset trained on the demo frames, the distorted ones excluded in review (once per session)."""
-    _run, lora, result = demo_lora
-    return lora, result
+def demo_loras(demo_lora, tmp_path_factory):
+    """The demo preset's LoRA (training seed 42, shared with other tests) and the same recipe on seeds 1 and 2."""
+    from lora_studio.config import config_from_dict
+    from lora_studio.toy.proof import TRAINING_SEEDS, demo_config, train_demo_lora
+
+    _run, lora, _result = demo_lora
+    loras = [lora]
+    home = tmp_path_factory.mktemp("proof-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LORA_STUDIO_HOME", str(home))
+        for seed in TRAINING_SEEDS[1:]:
+            config = config_from_dict({"seed": seed}, demo_config())
+            loras.append(train_demo_lora(home / f"run-{seed}", config=config)[0])
+    return loras
 
 
 @pytest.fixture(scope="module")
-def judged(demo_run):
-    """Judge counts (and the images, under "images") per (prompt, weight), rendered once for the module."""
+def judged(demo_loras):
+    """Judge counts (and the images, under "images") per (prompt, weight), summed over the LoRAs."""
     from lora_studio.generate.pipeline import LoraRenderer
     from lora_studio.models.load import load_base
     from lora_studio.toy.judge import load_judge
     from lora_studio.toy.proof import judge_counts, kept_demo_frames, render_seeds
 
-    lora, _ = demo_run
     judge = load_judge()
     reference = judge.reference(kept_demo_frames())
     counts = {}
     with LoraRenderer(load_base("toy")) as renderer:
-        for prompt, weight in ((CHARACTER, 0.0), (CHARACTER, 0.6), (CHARACTER, 1.0), (UNSEEN, 0.6),
-                               (UNSEEN_WITH_TAGS, 0.6)):
-            images = render_seeds(renderer, lora, weight, prompt)
+        for prompt, weight in ((CHARACTER, 0.0), (CHARACTER, 0.6), (CHARACTER, 1.0), (UNSEEN, 0.6)):
+            # Weight 0 is the base alone: the same images whatever the LoRA.
+            images = [image for lora in (demo_loras[:1] if weight == 0 else demo_loras)
+                      for image in render_seeds(renderer, lora, weight, prompt)]
             counts[prompt, weight] = {**judge_counts(images, judge, reference), "images": images}
             print(prompt, weight, {k: v for k, v in counts[prompt, weight].items() if k != "images"})
     return counts
 
 
 def test_the_judge_finds_tibbie_at_weight_one_and_not_at_weight_zero(judged):
-    assert judged[CHARACTER, 0.0]["tibbie"] <= 1  # a generic sheep with a pink bow, not her
-    assert judged[CHARACTER, 1.0]["tibbie"] >= 5
+    assert judged[CHARACTER, 0.0]["n"] == 6 and judged[CHARACTER, 0.0]["tibbie"] <= 1  # a generic sheep, not her
+    assert judged[CHARACTER, 1.0]["n"] == 18 and judged[CHARACTER, 1.0]["tibbie"] >= 15
 
 
 def test_she_is_recognised_already_at_weight_point_six(judged):
-    assert judged[CHARACTER, 0.6]["tibbie"] >= 3
+    assert judged[CHARACTER, 0.6]["tibbie"] >= 9
 
 
 def test_an_unseen_pose_keeps_the_tree_at_weight_point_six(judged):
     # "sitting on tree" is never in the demo frames: the seed's question of whether the trunk survives.
-    assert judged[UNSEEN, 0.6]["tree"] >= 4
+    assert judged[UNSEEN, 0.6]["tree"] >= 12
 
 
 def test_she_is_recognised_in_the_unseen_pose_at_weight_point_six(judged):
-    assert judged[UNSEEN, 0.6]["tibbie"] >= 3
-
-
-def test_her_captioned_tag_in_the_prompt_brings_her_bow_into_the_unseen_pose(judged):
-    # Every demo caption says "pink bow", so the LoRA files her bow under that tag: without it in the prompt
-    # the tree shows a white sheep without her bow (22 % her over 3 training × 12 sample seeds), with it 75 %.
-    # (benchmarks/toy_world.md, session 15; the lines are item 3's, as in the two tests above.)
-    assert judged[UNSEEN_WITH_TAGS, 0.6]["tibbie"] >= 3 and judged[UNSEEN_WITH_TAGS, 0.6]["tree"] >= 4
+    # Her bow is not captioned (the demo set prunes "pink bow"), so the trigger carries it onto the tree; with the
+    # tag on every caption she was there in 22 % of renders (benchmarks/toy_world.md, session 15).
+    assert judged[UNSEEN, 0.6]["tibbie"] >= 9
 
 
 def test_her_fleece_white_appears_only_with_the_lora(judged):
@@ -98,5 +105,6 @@ def test_find_lr_then_start_on_the_demo_gives_a_lora_that_shows_her(tmp_path, mo
     counts = judge_counts(images)
     print(probe, counts)
     assert probe["probe_epochs"] == 6 and probe["probe_images"] == 456
-    # r8 with a one-epoch probe (session 8): d·lr 0.0246 → Lion 8.2e-3, 0 of 6; six epochs: 0.0114 → 3.8e-3, 4 of 6
+    # r8 with a one-epoch probe (session 8): d·lr 0.0246 → Lion 8.2e-3, 0 of 6; six epochs: 0.0114 → 3.8e-3, 4 of 6;
+    # pruned captions, kohya's layers, 7 epochs (session 17): 0.0082 → 2.7e-3, 6 of 6
     assert counts["tibbie"] >= 4

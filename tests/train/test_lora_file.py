@@ -22,17 +22,21 @@ from lora_studio.models.text import hidden_states_with_clip_skip, tokenize
 from lora_studio.models.tiny import build_tiny_components
 from lora_studio.train.lora_file import (kohya_state_dict, lora_file_hash, read_metadata, save_lora,
                                          training_metadata)
-from lora_studio.train.network import TE_TARGETS, UNET_TARGETS, add_lora, load_lora_state, lora_state
+from lora_studio.train.network import add_lora, load_lora_state, lora_state
 from lora_studio.train.loop import train
 
 DIM, ALPHA = 4, 2.0  # alpha ≠ dim, so a file that got the scale wrong cannot pass
 
-# The key shapes A1111's extensions-builtin/Lora (convert_diffusers_name_to_compvis) maps onto SD1.5 modules.
+# The key shapes A1111's extensions-builtin/Lora (convert_diffusers_name_to_compvis) maps onto SD1.5 modules,
+# for the layers kohya's networks.lora trains by default: in each Transformer2DModel proj_in/proj_out and
+# every block's attn1/attn2 q/k/v/out and feed-forward; in CLIP each layer's self-attention and MLP.
 UNET_KEY = re.compile(
     r"^lora_unet_(down_blocks_\d+_attentions_\d+|mid_block_attentions_\d+|up_blocks_\d+_attentions_\d+)"
-    r"_transformer_blocks_\d+_attn[12]_(to_q|to_k|to_v|to_out_0)\.(lora_down\.weight|lora_up\.weight|alpha)$")
+    r"_(proj_in|proj_out|transformer_blocks_\d+_(attn[12]_(to_q|to_k|to_v|to_out_0)|ff_net_0_proj|ff_net_2))"
+    r"\.(lora_down\.weight|lora_up\.weight|alpha)$")
 TE_KEY = re.compile(
-    r"^lora_te_text_model_encoder_layers_\d+_self_attn_(q|k|v|out)_proj\.(lora_down\.weight|lora_up\.weight|alpha)$")
+    r"^lora_te_text_model_encoder_layers_\d+_(self_attn_(q|k|v|out)_proj|mlp_fc[12])"
+    r"\.(lora_down\.weight|lora_up\.weight|alpha)$")
 
 
 def pretend_trained(module, seed: int) -> None:
@@ -121,9 +125,13 @@ def test_saved_lora_has_only_a1111_keys_with_the_real_alpha_in_fp16(trained, lor
     assert len(unet_keys) + len(te_keys) == len(tensors)
     assert all(UNET_KEY.match(k) for k in unet_keys), [k for k in unet_keys if not UNET_KEY.match(k)][:3]
     assert all(TE_KEY.match(k) for k in te_keys), [k for k in te_keys if not TE_KEY.match(k)][:3]
-    attention_modules = sum(1 for name, _ in trained.unet.named_modules() if name.endswith(".attn1"))
-    assert len(unet_keys) == 2 * attention_modules * len(UNET_TARGETS) * 3  # attn1+attn2, down/up/alpha
-    assert len(te_keys) == trained.text_encoder.config.num_hidden_layers * len(TE_TARGETS) * 3
+    # kohya's count: per Transformer2DModel 2 projections, per transformer block 8 attention + 2 feed-forward
+    # layers; per CLIP layer 4 attention + 2 MLP layers; each as lora_down, lora_up and alpha.
+    transformers = sum(1 for _, m in trained.unet.named_modules() if type(m).__name__ == "Transformer2DModel")
+    blocks = sum(1 for _, m in trained.unet.named_modules() if type(m).__name__ == "BasicTransformerBlock")
+    assert transformers and len(unet_keys) == (2 * transformers + 10 * blocks) * 3
+    assert len(te_keys) == trained.text_encoder.config.num_hidden_layers * 6 * 3
+    assert not any("time_emb" in k or "resnets" in k for k in unet_keys)  # ResNets only with conv_dim (LoCon)
     assert all(t.dtype == torch.float16 for t in tensors.values())
     alphas = [t.item() for k, t in tensors.items() if k.endswith(".alpha")]
     assert alphas and set(alphas) == {ALPHA}
