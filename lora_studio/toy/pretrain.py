@@ -5,6 +5,8 @@ The shipped r8 is three runs (benchmarks/toy_world.md, "Regenerating it"):
     python -m lora_studio.toy.pretrain --vae-from /tmp/r6 --unet-from /tmp/r6 --unet-steps 3500 --unet-lr 5e-4 \
         --tag-dropout 0.3 --no-tag-dropout-varies --out /tmp/r7
     python -m lora_studio.toy.pretrain --vae-from /tmp/r7 --unet-from /tmp/r7 --unet-steps 2000 --unet-lr 5e-4 --out /tmp/r8
+    python -m lora_studio.toy.pretrain --unet-heads 2,8,8 --stage 2400:8e-4:0 --stage 2800:5e-4:0.3:fixed \
+        --stage 1800:5e-4:0.8 --out /tmp/r21           # such a chain in one command (r21, 41 min on 2 cores)
     python -m lora_studio.toy.pretrain --unet-steps 200 --vae-steps 100 --out /tmp/toy   # a quick look
     python -m lora_studio.toy.pretrain --out /tmp/again --compare assets/toy-model   # regenerate and compare
 
@@ -30,7 +32,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -47,6 +49,28 @@ TOY_UNET = dict(block_out_channels=(32, 64, 128), layers_per_block=1, attention_
 TOY_VAE = dict(block_out_channels=(32, 32, 64), mid_block_add_attention=False)
 TOY_TEXT = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4)
 IMAGE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class UnetStage:
+    """One run of the UNet stage: its steps, learning rate (the text encoder gets half) and tag dropout.
+
+    r8 was three runs, each continuing the last with a fresh optimizer, EMA and cosine schedule; a list
+    of stages reproduces such a chain in one command.
+    """
+
+    steps: int
+    lr: float
+    tag_dropout: float
+    tag_dropout_varies: bool = True
+
+    @classmethod
+    def parse(cls, text: str) -> "UnetStage":
+        """'3000:8e-4:0' or '3500:5e-4:0.3:fixed' (steps, lr, tag dropout, 'fixed' for one rate)."""
+        parts = text.split(":")
+        if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] not in ("fixed", "varies")):
+            raise ValueError(f"a stage is STEPS:LR:TAG_DROPOUT[:fixed|varies], not {text!r}")
+        return cls(int(parts[0]), float(parts[1]), float(parts[2]), len(parts) == 3 or parts[3] == "varies")
 
 
 @dataclass
@@ -81,13 +105,26 @@ class PretrainSettings:
     # The first share of UNet steps sees whole captions (no tag dropout): r8's chain began that way (r6),
     # so tags are bound to what they draw before captions get short.
     full_captions_first: float = 0.0
-    unet_heads: int = TOY_UNET["attention_head_dim"]  # diffusers' attention_head_dim is the head count
+    # diffusers' attention_head_dim is the head count, one for all levels or one per down level.
+    unet_heads: int | tuple[int, ...] = TOY_UNET["attention_head_dim"]
     # White sheep in the pretraining mix (every look but hers): without them her LoRA must teach a fleece
     # colour the base never drew, and DAdaptation's d on the demo is ~30x SD1.5's scale.
     white_sheep: bool = False
+    # When given, the UNet trains these stages in turn instead of the one that unet_steps, unet_lr and
+    # tag_dropout describe (full_captions_first then applies to the first stage only).
+    stages: tuple[UnetStage, ...] = ()
+
+    def unet_stages(self) -> list["PretrainSettings"]:
+        """Settings for each UNet stage in turn: one, or one per entry of `stages`."""
+        if not self.stages:
+            return [self]
+        return [replace(self, unet_steps=st.steps, unet_lr=st.lr, te_lr=st.lr / 2, tag_dropout=st.tag_dropout,
+                        tag_dropout_varies=st.tag_dropout_varies, stages=(),
+                        full_captions_first=self.full_captions_first if i == 0 else 0.0)
+                for i, st in enumerate(self.stages)]
 
 
-def toy_components(seed: int = 0, unet_heads: int | None = None) -> dict:
+def toy_components(seed: int = 0, unet_heads: int | tuple[int, ...] | None = None) -> dict:
     """The toy model's SD1.5-class modules with random weights, before pretraining."""
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
@@ -103,7 +140,8 @@ def toy_components(seed: int = 0, unet_heads: int | None = None) -> dict:
         sample_size=IMAGE_SIZE // 2 ** (vae_levels - 1), in_channels=4, out_channels=4,
         down_block_types=("CrossAttnDownBlock2D",) * (levels - 1) + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (levels - 1),
-        cross_attention_dim=text_dim, **{**TOY_UNET, "attention_head_dim": unet_heads or TOY_UNET["attention_head_dim"]},
+        cross_attention_dim=text_dim,
+        **{**TOY_UNET, "attention_head_dim": unet_heads_config(unet_heads or TOY_UNET["attention_head_dim"])},
     )
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=32, sample_size=IMAGE_SIZE,
@@ -116,6 +154,23 @@ def toy_components(seed: int = 0, unet_heads: int | None = None) -> dict:
     ))
     return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=load_clip_tokenizer(),
                 scheduler=PNDMScheduler(**SD15_SCHEDULER))
+
+
+def unet_heads_config(heads: int | tuple[int, ...] | list[int]):
+    """diffusers' attention_head_dim value: an int, or a list with one count per down level."""
+    if isinstance(heads, int):
+        return heads
+    heads = list(heads)
+    levels = len(TOY_UNET["block_out_channels"])
+    if len(heads) != levels:
+        raise ValueError(f"give one head count, or one per UNet level ({levels}), not {heads}")
+    return heads
+
+
+def parse_heads(text: str) -> int | tuple[int, ...]:
+    """'8' or '2,8,8' (per level: 32, 64 and 128 channels; the mid block takes the last)."""
+    counts = tuple(int(part) for part in text.split(","))
+    return counts[0] if len(counts) == 1 else counts
 
 
 def draw_pretraining_scenes(n: int, seed: int, sheep: int = 0, white_sheep: bool = False):
@@ -267,7 +322,7 @@ def reconstruction_error(vae, images) -> float:
 
 
 def train_unet(unet, text_encoder, tokenizer, latent_mean, latent_std, scaling, tags, s: PretrainSettings,
-               clock: Clock, log: Callable[[str], None]) -> dict:
+               clock: Clock, log: Callable[[str], None], stage: int = 0) -> dict:
     """Epsilon prediction on SD1.5's DDPM schedule, text encoder trained alongside, EMA weights kept."""
     import torch
     from diffusers import DDPMScheduler
@@ -278,13 +333,15 @@ def train_unet(unet, text_encoder, tokenizer, latent_mean, latent_std, scaling, 
 
     noise_scheduler = DDPMScheduler.from_config(SD15_SCHEDULER)  # ignores the PNDM-only keys
     alphas = noise_scheduler.alphas_cumprod
-    gen = torch.Generator().manual_seed(s.seed + 2)
-    rng = random.Random(s.seed + 3)
+    # Later stages draw their own batches and noise (stage 0 keeps the seeds every one-stage run had).
+    gen = torch.Generator().manual_seed(s.seed + 2 + 1000 * stage)
+    rng = random.Random(s.seed + 3 + 1000 * stage)
     params = [{"params": list(unet.parameters()), "lr": s.unet_lr},
               {"params": list(text_encoder.parameters()), "lr": s.te_lr}]
-    opt = torch.optim.AdamW(params, weight_decay=1e-2)
+    # fused AdamW and foreach EMA: ~0.03 s of a ~0.25 s step on two cores (benchmarks/toy_world.md).
+    opt = torch.optim.AdamW(params, weight_decay=1e-2, fused=True)
     trained = [p for group in params for p in group["params"]]
-    ema = EMAModel(trained, use_ema_warmup=True, power=3 / 4, decay=0.9995)
+    ema = EMAModel(trained, use_ema_warmup=True, power=3 / 4, decay=0.9995, foreach=True)
     unet.train()
     text_encoder.train()
     n_images = len(tags)  # latents hold every image twice: as drawn, then mirrored
@@ -324,14 +381,14 @@ def train_unet(unet, text_encoder, tokenizer, latent_mean, latent_std, scaling, 
         loss = (per_sample * weight).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(trained, 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0, foreach=True)
         opt.step()
         ema.step(trained)
         recent.append(per_sample.mean().item())
         done = step + 1
         if done % 50 == 0 or done == s.unet_steps:
             rate = (clock.elapsed() - started) / done
-            log(f"unet step {done}/{s.unet_steps} mse {sum(recent) / len(recent):.4f} "
+            log(f"unet{f' stage {stage + 1}' if stage else ''} step {done}/{s.unet_steps} mse {sum(recent) / len(recent):.4f} "
                 f"[{clock.elapsed():.0f}s, {rate:.2f}s/step]")
             recent = []
     ema.copy_to(trained)
@@ -435,8 +492,12 @@ def pretrain(out: Path, s: PretrainSettings, log: Callable[[str], None] = print)
         components["unet"] = UNet2DConditionModel.from_pretrained(Path(s.unet_from) / "unet").float()
         components["text_encoder"] = CLIPTextModel.from_pretrained(Path(s.unet_from) / "text_encoder").float()
         summary["unet_from"] = s.unet_from
-    summary.update(train_unet(components["unet"], components["text_encoder"], components["tokenizer"],
-                              mean, std, scaling, tags, s, clock, log))
+    done = 0
+    for stage, settings in enumerate(s.unet_stages()):
+        done += train_unet(components["unet"], components["text_encoder"], components["tokenizer"],
+                           mean, std, scaling, tags, settings, clock, log, stage)["unet_steps_done"]
+        summary[f"unet_seconds_after_stage_{stage + 1}"] = round(clock.elapsed())
+    summary["unet_steps_done"] = done
     summary["total_seconds"] = round(clock.elapsed())
     summary["scaling_factor"] = scaling
     save_toy_model(components, out)
@@ -467,7 +528,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="draw each caption's dropout rate from U(0, --tag-dropout) (r8) instead of a fixed one (r7)")
     parser.add_argument("--full-captions-first", type=float, default=defaults.full_captions_first,
                         help="share of UNet steps (from the start) trained on whole captions, no tag dropout")
-    parser.add_argument("--unet-heads", type=int, default=defaults.unet_heads, help="attention heads per UNet attention layer")
+    parser.add_argument("--unet-heads", type=parse_heads, default=defaults.unet_heads,
+                        help="attention heads per UNet attention layer: one count, or one per level ('2,8,8')")
+    parser.add_argument("--stage", type=UnetStage.parse, action="append", default=None, metavar="STEPS:LR:DROPOUT[:fixed]",
+                        help="train the UNet in these stages, in turn (repeatable; replaces --unet-steps, --unet-lr, --tag-dropout)")
     parser.add_argument("--white-sheep", action=argparse.BooleanOptionalAction, default=defaults.white_sheep,
                         help="also pretrain on white sheep (every look but the character's)")
     parser.add_argument("--minutes", type=float, default=None, help="stop early after this many minutes")
@@ -482,7 +546,8 @@ def main(argv: list[str] | None = None) -> None:
                                 te_lr=args.unet_lr / 2, tag_dropout=args.tag_dropout,
                                 tag_dropout_varies=args.tag_dropout_varies,
                                 full_captions_first=args.full_captions_first, unet_heads=args.unet_heads,
-                                white_sheep=args.white_sheep)
+                                white_sheep=args.white_sheep,
+                                stages=tuple(args.stage) if args.stage else defaults.stages)
 
     def log(line: str) -> None:
         print(line, flush=True)

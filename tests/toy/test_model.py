@@ -144,3 +144,35 @@ def test_pretraining_can_start_on_whole_captions_with_fewer_attention_heads(tmp_
     assert json.loads((tmp_path / "whole" / "unet" / "config.json").read_text())["attention_head_dim"] == 2
     settings = json.loads((tmp_path / "whole" / "toy_pretrain.json").read_text())["settings"]
     assert (settings["unet_heads"], settings["full_captions_first"]) == (2, 1.0)
+
+
+def test_pretraining_runs_a_chain_of_stages_in_one_command(tmp_path, monkeypatch):
+    # r8 was three runs, each continuing the last (whole captions, then a fixed tag dropout, then a varying
+    # one); --stage puts such a chain in one command, and --unet-heads can differ per level (r21).
+    import lora_studio.models.text as text
+    from lora_studio.toy.pretrain import UnetStage, draw_pretraining_scenes, main
+
+    seen, tokenize = [], text.tokenize
+
+    def recording_tokenize(tokenizer, captions):
+        seen.append(list(captions))
+        return tokenize(tokenizer, captions)
+
+    monkeypatch.setattr(text, "tokenize", recording_tokenize)
+    whole = {frozenset(tags) for tags in draw_pretraining_scenes(8, 0, 8)[1]}
+    main(["--out", str(tmp_path / "chain"), "--scenes", "8", "--sheep", "8", "--vae-steps", "1", "--batch-size", "4",
+          "--unet-heads", "2,4,4", "--stage", "3:1e-3:0", "--stage", "4:5e-4:0.9:fixed"])
+
+    def whole_share(steps):
+        captions = [frozenset(c.split(", ")) for step in steps for c in step if c]
+        return sum(c in whole for c in captions) / len(captions)
+
+    assert len(seen) == 7
+    assert whole_share(seen[:3]) == 1.0
+    assert whole_share(seen[3:]) < 0.5
+    assert json.loads((tmp_path / "chain" / "unet" / "config.json").read_text())["attention_head_dim"] == [2, 4, 4]
+    record = json.loads((tmp_path / "chain" / "toy_pretrain.json").read_text())
+    assert record["summary"]["unet_steps_done"] == 7
+    assert record["settings"]["stages"][1] == {"steps": 4, "lr": 5e-4, "tag_dropout": 0.9, "tag_dropout_varies": False}
+    with pytest.raises(ValueError, match="STEPS:LR:TAG_DROPOUT"):
+        UnetStage.parse("3000:8e-4")
