@@ -515,7 +515,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenes", type=int, default=defaults.scenes)
     parser.add_argument("--sheep", type=int, default=defaults.sheep, help="generic sheep scenes (UNet only)")
     parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps)
-    parser.add_argument("--unet-steps", type=int, default=defaults.unet_steps)
+    parser.add_argument("--unet-steps", type=int, default=None,
+                        help=f"train the UNet in one stage of this many steps (default: the shipped stages, or {defaults.unet_steps})")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--noise-offset", type=float, default=defaults.noise_offset)
     parser.add_argument("--vae-from", default=None, help="reuse the VAE of this toy-model folder")
@@ -540,14 +541,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="afterwards, report how far the weights are from this toy-model folder (e.g. the shipped one)")
     args = parser.parse_args(argv)
     settings = PretrainSettings(seed=args.seed, scenes=args.scenes, sheep=args.sheep, vae_steps=args.vae_steps,
-                                unet_steps=args.unet_steps, batch_size=args.batch_size, max_minutes=args.minutes,
+                                unet_steps=defaults.unet_steps if args.unet_steps is None else args.unet_steps,
+                                batch_size=args.batch_size, max_minutes=args.minutes,
                                 noise_offset=args.noise_offset,
                                 vae_from=args.vae_from, unet_from=args.unet_from, unet_lr=args.unet_lr,
                                 te_lr=args.unet_lr / 2, tag_dropout=args.tag_dropout,
                                 tag_dropout_varies=args.tag_dropout_varies,
                                 full_captions_first=args.full_captions_first, unet_heads=args.unet_heads,
                                 white_sheep=args.white_sheep,
-                                stages=tuple(args.stage) if args.stage else defaults.stages)
+                                stages=tuple(args.stage) if args.stage else (() if args.unet_steps is not None else defaults.stages))
 
     def log(line: str) -> None:
         print(line, flush=True)
