@@ -19,7 +19,8 @@ was pretrained (CLIP), so a toy one that already separates 'tree' from 'house' i
 miniature, and a LoRA's text-encoder learning rate then acts on meaningful weights. Tokens the
 scenes never use (like 'tibbie') keep their random initial embeddings: the character stays unknown.
 
-Everything is seeded and the step counts are fixed, so a rerun gives the same weights (bit-identical
+It trains on a CUDA GPU when one is at hand (--device auto), else on the CPU; the data and noise are
+drawn on the CPU either way. Everything is seeded and the step counts are fixed, so a rerun gives the same weights (bit-identical
 on the same machine and thread count, measured) up to floating-point noise between machines.
 --minutes caps the wall time instead (then the result depends on machine speed).
 """
@@ -113,6 +114,9 @@ class PretrainSettings:
     # When given, the UNet trains these stages in turn instead of the one that unet_steps, unet_lr and
     # tag_dropout describe (full_captions_first then applies to the first stage only).
     stages: tuple[UnetStage, ...] = ()
+    # 'auto' trains on a CUDA GPU when one is at hand, else on the CPU. Batches, noise and timesteps are
+    # drawn on the CPU either way, so a GPU run sees the same data as a CPU run (up to float rounding).
+    device: str = "auto"
 
     def unet_stages(self) -> list["PretrainSettings"]:
         """Settings for each UNet stage in turn: one, or one per entry of `stages`."""
@@ -204,8 +208,8 @@ def character_colour_check(vae) -> dict:
 
     frames = [draw_character_frame(10_000 + i, pose).image for i, pose in enumerate(list(POSES) * 2)]
     with torch.no_grad():
-        x = to_unit(as_tensor(frames))
-        recon = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
+        x = to_unit(as_tensor(frames)).to(device_of(vae))
+        recon = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1).cpu()
     rebuilt = [Image.fromarray(((r.permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()) for r in recon]
 
     def mean_shares(images):
@@ -213,6 +217,20 @@ def character_colour_check(vae) -> dict:
         return {k: round(sum(s[k] for s in shares) / len(shares), 4) for k in shares[0]}
 
     return {"frames": mean_shares(frames), "reconstructed": mean_shares(rebuilt)}
+
+
+def training_device(name: str):
+    """'auto' → CUDA when available, else CPU; any other name is taken as a torch device."""
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def device_of(module):
+    """The device a module's weights are on."""
+    return next(module.parameters()).device
 
 
 def to_unit(batch_uint8):
@@ -263,6 +281,7 @@ def train_vae(vae, images, s: PretrainSettings, clock: Clock, log: Callable[[str
         x = to_unit(images[idx])
         flip = torch.rand(s.batch_size, generator=gen) < 0.5
         x[flip] = x[flip].flip(-1)
+        x = x.to(device_of(vae))
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample(generator=gen)).sample
         rec = (recon - x).abs().mean() + (recon - x).pow(2).mean()
@@ -302,10 +321,10 @@ def encode_latents(vae, images, batch: int = 64):
     with torch.no_grad():
         for flip in (False, True):
             for i in range(0, len(images), batch):
-                x = to_unit(images[i:i + batch])
+                x = to_unit(images[i:i + batch]).to(device_of(vae))
                 dist = vae.encode(x.flip(-1) if flip else x).latent_dist
-                means.append(dist.mean)
-                stds.append(dist.std)
+                means.append(dist.mean.cpu())
+                stds.append(dist.std.cpu())
     mean, std = torch.cat(means), torch.cat(stds)
     scaling = 1.0 / mean.std().item()
     return mean, std, scaling
@@ -316,7 +335,7 @@ def reconstruction_error(vae, images) -> float:
     import torch
 
     with torch.no_grad():
-        x = to_unit(images)
+        x = to_unit(images).to(device_of(vae))
         recon = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
     return ((recon - x).abs().mean() * 127.5).item()
 
@@ -333,6 +352,7 @@ def train_unet(unet, text_encoder, tokenizer, latent_mean, latent_std, scaling, 
 
     noise_scheduler = DDPMScheduler.from_config(SD15_SCHEDULER)  # ignores the PNDM-only keys
     alphas = noise_scheduler.alphas_cumprod
+    device = device_of(unet)
     # Later stages draw their own batches and noise (stage 0 keeps the seeds every one-stage run had).
     gen = torch.Generator().manual_seed(s.seed + 2 + 1000 * stage)
     rng = random.Random(s.seed + 3 + 1000 * stage)
@@ -372,12 +392,13 @@ def train_unet(unet, text_encoder, tokenizer, latent_mean, latent_std, scaling, 
             # noise_offset does. It cannot help while GroupNorm erases channel means (see TOY_UNET).
             noise = noise + s.noise_offset * torch.randn((s.batch_size, latents.shape[1], 1, 1), generator=gen)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (s.batch_size,), generator=gen)
+        snr = alphas[t] / (1 - alphas[t])
+        weight = (torch.clamp(snr, max=s.min_snr_gamma) / snr).to(device)
+        latents, noise, t = latents.to(device), noise.to(device), t.to(device)
         noisy = noise_scheduler.add_noise(latents, noise, t)
-        cond = hidden_states_with_clip_skip(text_encoder, tokenize(tokenizer, captions), s.clip_skip)
+        cond = hidden_states_with_clip_skip(text_encoder, tokenize(tokenizer, captions).to(device), s.clip_skip)
         pred = unet(noisy, t, cond).sample
         per_sample = (pred - noise).pow(2).mean(dim=(1, 2, 3))
-        snr = alphas[t] / (1 - alphas[t])
-        weight = torch.clamp(snr, max=s.min_snr_gamma) / snr
         loss = (per_sample * weight).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -460,7 +481,8 @@ def pretrain(out: Path, s: PretrainSettings, log: Callable[[str], None] = print)
     import torch
 
     clock = Clock(s.max_minutes)
-    log(f"toy pretrain: {asdict(s)} threads={torch.get_num_threads()}")
+    device = training_device(s.device)
+    log(f"toy pretrain: {asdict(s)} device={device} threads={torch.get_num_threads()}")
     components = toy_components(s.seed, s.unet_heads)
     # The VAE learns from scenes and abstract shapes only (SD's VAE did not learn from the UNet's data
     # either); the UNet also learns generic sheep, as SD1.5 knows 'sheep' before any character LoRA.
@@ -475,7 +497,9 @@ def pretrain(out: Path, s: PretrainSettings, log: Callable[[str], None] = print)
         components["vae"] = AutoencoderKL.from_pretrained(Path(s.vae_from) / "vae").float().eval()
         summary = {"vae_from": s.vae_from}
     else:
+        components["vae"].to(device)
         summary = train_vae(components["vae"], torch.cat([vae_images, abstract]), s, clock, log)
+    components["vae"].to(device)
     as_shipped(components["vae"])
     summary["vae_seconds"] = round(clock.elapsed())
     summary["vae_mean_abs_error_255"] = round(reconstruction_error(components["vae"], held_out), 2)
@@ -492,6 +516,8 @@ def pretrain(out: Path, s: PretrainSettings, log: Callable[[str], None] = print)
         components["unet"] = UNet2DConditionModel.from_pretrained(Path(s.unet_from) / "unet").float()
         components["text_encoder"] = CLIPTextModel.from_pretrained(Path(s.unet_from) / "text_encoder").float()
         summary["unet_from"] = s.unet_from
+    components["unet"].to(device)
+    components["text_encoder"].to(device)
     done = 0
     for stage, settings in enumerate(s.unet_stages()):
         done += train_unet(components["unet"], components["text_encoder"], components["tokenizer"],
@@ -500,6 +526,9 @@ def pretrain(out: Path, s: PretrainSettings, log: Callable[[str], None] = print)
     summary["unet_steps_done"] = done
     summary["total_seconds"] = round(clock.elapsed())
     summary["scaling_factor"] = scaling
+    summary["device"] = str(device)
+    for name in ("vae", "unet", "text_encoder"):
+        components[name].to("cpu")
     save_toy_model(components, out)
     (out / "toy_pretrain.json").write_text(json.dumps({"settings": asdict(s), "summary": summary}, indent=2) + "\n")
     log(f"saved {out} [{summary['total_seconds']}s]: {summary}")
@@ -535,6 +564,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="train the UNet in these stages, in turn (repeatable; replaces --unet-steps, --unet-lr, --tag-dropout)")
     parser.add_argument("--white-sheep", action=argparse.BooleanOptionalAction, default=defaults.white_sheep,
                         help="also pretrain on white sheep (every look but the character's)")
+    parser.add_argument("--device", default=defaults.device, help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1' …")
     parser.add_argument("--minutes", type=float, default=None, help="stop early after this many minutes")
     parser.add_argument("--preview", type=Path, default=None, help="also render a grid of base prompts to this PNG")
     parser.add_argument("--compare", type=Path, default=None,
@@ -548,7 +578,7 @@ def main(argv: list[str] | None = None) -> None:
                                 te_lr=args.unet_lr / 2, tag_dropout=args.tag_dropout,
                                 tag_dropout_varies=args.tag_dropout_varies,
                                 full_captions_first=args.full_captions_first, unet_heads=args.unet_heads,
-                                white_sheep=args.white_sheep,
+                                white_sheep=args.white_sheep, device=args.device,
                                 stages=tuple(args.stage) if args.stage else (() if args.unet_steps is not None else defaults.stages))
 
     def log(line: str) -> None:

@@ -179,3 +179,25 @@ def test_pretraining_runs_a_chain_of_stages_in_one_command(tmp_path, monkeypatch
     assert record["settings"]["stages"][1] == {"steps": 4, "lr": 5e-4, "tag_dropout": 0.9, "tag_dropout_varies": False}
     with pytest.raises(ValueError, match="STEPS:LR:TAG_DROPOUT"):
         UnetStage.parse("3000:8e-4")
+
+
+def test_pretraining_picks_the_gpu_when_there_is_one():
+    from lora_studio.toy.pretrain import training_device
+
+    assert training_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert training_device("cpu").type == "cpu"
+
+
+@pytest.mark.cuda
+def test_pretraining_on_a_gpu_learns_what_the_cpu_run_learns(tmp_path):
+    # Batches, noise and timesteps are drawn on the CPU for both, so only float rounding may differ.
+    from lora_studio.toy.pretrain import PretrainSettings, UnetStage, compare_models, pretrain
+
+    settings = PretrainSettings(scenes=8, sheep=8, batch_size=2, vae_steps=2, warmup_steps=1,
+                                stages=(UnetStage(2, 1e-3, 0.0),))
+    pretrain(tmp_path / "cpu", PretrainSettings(**{**settings.__dict__, "device": "cpu"}), log=lambda line: None)
+    pretrain(tmp_path / "gpu", PretrainSettings(**{**settings.__dict__, "device": "cuda"}), log=lambda line: None)
+
+    other = compare_models(tmp_path / "gpu", tmp_path / "cpu")
+    assert all(numbers["relative_mean_diff"] < 0.02 for numbers in other.values())
+    assert json.loads((tmp_path / "gpu" / "toy_pretrain.json").read_text())["summary"]["device"].startswith("cuda")
