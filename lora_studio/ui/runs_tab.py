@@ -62,8 +62,14 @@ def delete_summary(name: str) -> str:
             f"{loras} LoRA file{'s' * (loras != 1)}? This cannot be undone.")
 
 
-def delete_run(name: str) -> Path:
-    """Delete a finished, stopped or failed run's folder with all its files (never a queued or running one)."""
+def delete_run(name: str, asked: str | None = None) -> Path:
+    """Delete a finished, stopped or failed run's folder with all its files (never a queued or running one).
+
+    `asked` is the run the confirmation on screen named; a different pick since then is refused.
+    """
+    if asked is not None and name != asked:
+        raise UserError(f"the question named {asked}, but {name or 'no run'} is picked now",
+                        "click Delete… again to be asked about the run picked")
     run_dir = _run_folder(name)
     state = jobs.job_state(run_dir)
     if state in ("queued", "running"):
@@ -93,6 +99,7 @@ def build(tab: gr.Tab, tabs: gr.Tabs, train: TrainTab) -> None:
                                elem_id="delete-run", scale=4)
             delete = gr.Button("Delete…", variant="stop", elem_id="delete-run-button", scale=1)
         delete_message = gr.Markdown("", elem_id="delete-message")
+        asked = gr.State(None)  # the run the question on screen names
         with gr.Row(visible=False) as confirm_row:
             confirm = gr.Button("Yes, delete its files", variant="stop", elem_id="delete-confirm-button")
             cancel = gr.Button("Cancel", elem_id="delete-cancel-button")
@@ -111,22 +118,22 @@ def build(tab: gr.Tab, tabs: gr.Tabs, train: TrainTab) -> None:
 
     def on_delete(name: str | None) -> dict:
         try:
-            return {delete_message: delete_summary(name or ""), confirm_row: gr.Row(visible=True)}
+            return {delete_message: delete_summary(name or ""), confirm_row: gr.Row(visible=True), asked: name}
         except UserError as exc:
-            return {delete_message: monitor.error_text(exc), confirm_row: gr.Row(visible=False)}
+            return {delete_message: monitor.error_text(exc), confirm_row: gr.Row(visible=False), asked: None}
 
-    def on_confirm(name: str | None) -> dict:
+    def on_confirm(name: str | None, asked_name: str | None) -> dict:
         try:
-            run_dir = delete_run(name or "")
+            run_dir = delete_run(name or "", asked=asked_name or "")
             text = f"Deleted **{run_dir.name}** and its files."
         except UserError as exc:
             text = monitor.error_text(exc)
         table_now, worker_now = on_refresh()
         return {delete_message: text, confirm_row: gr.Row(visible=False), table: table_now, worker: worker_now,
-                pick: gr.Dropdown(choices=deletable_runs(), value=None)}
+                pick: gr.Dropdown(choices=deletable_runs(), value=None), asked: None}
 
     def on_cancel() -> dict:
-        return {delete_message: "", confirm_row: gr.Row(visible=False)}
+        return {delete_message: "", confirm_row: gr.Row(visible=False), asked: None}
 
     def on_tab() -> dict:
         table_now, worker_now = on_refresh()
@@ -134,9 +141,9 @@ def build(tab: gr.Tab, tabs: gr.Tabs, train: TrainTab) -> None:
 
     refresh.click(on_tab, outputs=[table, worker, pick])
     tab.select(on_tab, outputs=[table, worker, pick])
-    delete.click(on_delete, inputs=pick, outputs=[delete_message, confirm_row])
-    # A new choice must be confirmed again: the question on screen names the run it deletes.
-    pick.input(on_cancel, outputs=[delete_message, confirm_row])
-    confirm.click(on_confirm, inputs=pick, outputs=[delete_message, confirm_row, table, worker, pick])
-    cancel.click(on_cancel, outputs=[delete_message, confirm_row])
+    delete.click(on_delete, inputs=pick, outputs=[delete_message, confirm_row, asked])
+    # A new choice must be confirmed again, so Yes deletes only the run the question named. (Clearing the
+    # question on the dropdown's input event instead raced the Delete click: its empty reply could land last.)
+    confirm.click(on_confirm, inputs=[pick, asked], outputs=[delete_message, confirm_row, table, worker, pick, asked])
+    cancel.click(on_cancel, outputs=[delete_message, confirm_row, asked])
     table.select(on_select, inputs=train.watch, outputs=[*train.outputs, tabs])

@@ -39,3 +39,13 @@ def test_a_queued_run_cannot_be_deleted(tiny_frames):
 def test_only_the_studios_own_run_folders_can_be_deleted(name, tmp_path):
     with pytest.raises(UserError, match="no run named"):
         runs_tab.delete_run(name)
+
+
+def test_yes_deletes_only_the_run_the_question_named(tiny_frames):
+    asked = finished_run(tiny_frames, {"type": "error", "message": "model not found", "hint": ""})
+    picked_since = finished_run(tiny_frames, {"type": "error", "message": "model not found", "hint": ""})
+    with pytest.raises(UserError, match=f"the question named {asked.name}"):
+        runs_tab.delete_run(picked_since.name, asked=asked.name)
+    assert asked.is_dir() and picked_since.is_dir()
+    runs_tab.delete_run(asked.name, asked=asked.name)
+    assert not asked.exists() and picked_since.is_dir()
