@@ -1,14 +1,12 @@
 """Pretrain the toy world's base model on procedural scenes and generic sheep (never the character), on a CPU.
 
-The shipped r8 is three runs (benchmarks/toy_world.md, "Regenerating it"):
-    python -m lora_studio.toy.pretrain --tag-dropout 0 --out /tmp/r6          # VAE + 3000 UNet steps
-    python -m lora_studio.toy.pretrain --vae-from /tmp/r6 --unet-from /tmp/r6 --unet-steps 3500 --unet-lr 5e-4 \
-        --tag-dropout 0.3 --no-tag-dropout-varies --out /tmp/r7
-    python -m lora_studio.toy.pretrain --vae-from /tmp/r7 --unet-from /tmp/r7 --unet-steps 2000 --unet-lr 5e-4 --out /tmp/r8
-    python -m lora_studio.toy.pretrain --unet-heads 2,8,8 --stage 2400:8e-4:0 --stage 2800:5e-4:0.3:fixed \
-        --stage 1800:5e-4:0.8 --out /tmp/r21           # such a chain in one command (r21, 41 min on 2 cores)
-    python -m lora_studio.toy.pretrain --unet-steps 200 --vae-steps 100 --out /tmp/toy   # a quick look
+With no UNet flags it trains the shipped model's recipe (SHIPPED_STAGES: r8's three runs as three
+stages of one command; 62 min on 2 CPU cores). That gives "r8b", not r8 bit for bit: r8's runs drew an
+older "sitting on tree" and restarted the same batch seeds (benchmarks/toy_world.md, "Regenerating it"):
     python -m lora_studio.toy.pretrain --out /tmp/again --compare assets/toy-model   # regenerate and compare
+    python -m lora_studio.toy.pretrain --unet-heads 2,8,8 --stage 2400:8e-4:0 --stage 2800:5e-4:0.3:fixed \
+        --stage 1800:5e-4:0.8 --out /tmp/r21           # another chain (r21, 41 min on 2 cores)
+    python -m lora_studio.toy.pretrain --unet-steps 200 --vae-steps 100 --out /tmp/toy   # one quick stage
 
 Two stages, as Stable Diffusion was made: first the VAE learns to reconstruct 64x64 scenes
 (16x16x4 latents), then the UNet learns epsilon prediction on those latents with SD1.5's DDPM
@@ -74,10 +72,22 @@ class UnetStage:
             raise ValueError(f"a stage is STEPS:LR:TAG_DROPOUT[:fixed|varies], not {text!r}")
         return cls(int(parts[0]), float(parts[1]), float(parts[2]), len(parts) == 3 or parts[3] == "varies")
 
+    def text(self) -> str:
+        """The --stage form of this stage."""
+        return f"{self.steps}:{self.lr:g}:{self.tag_dropout:g}" + ("" if self.tag_dropout_varies else ":fixed")
+
+
+# The shipped model's UNet chain: whole captions bind tags to what they draw, a fixed 0.3 dropout then
+# teaches partial captions, and captions of every length (dropout drawn from U(0, 0.8)) come last.
+# r8 was these three stages as three separate runs; r8b is them in one command (benchmarks/toy_world.md).
+# The VAE before them is the shipped one bit for bit (same code, seeds and thread count).
+SHIPPED_STAGES = (UnetStage(3000, 8e-4, 0.0), UnetStage(3500, 5e-4, 0.3, tag_dropout_varies=False),
+                  UnetStage(2000, 5e-4, 0.8))
+
 
 @dataclass
 class PretrainSettings:
-    """Knobs of one pretraining run; the defaults are what made the shipped model."""
+    """Knobs of one pretraining run; the defaults are the shipped model's recipe (its VAE bit for bit)."""
 
     seed: int = 0
     scenes: int = 4000           # distinct scenes (and as many abstract images for the VAE); flips double them
@@ -112,9 +122,9 @@ class PretrainSettings:
     # White sheep in the pretraining mix (every look but hers): without them her LoRA must teach a fleece
     # colour the base never drew, and DAdaptation's d on the demo is ~30x SD1.5's scale.
     white_sheep: bool = False
-    # When given, the UNet trains these stages in turn instead of the one that unet_steps, unet_lr and
+    # When not empty, the UNet trains these stages in turn instead of the one that unet_steps, unet_lr and
     # tag_dropout describe (full_captions_first then applies to the first stage only).
-    stages: tuple[UnetStage, ...] = ()
+    stages: tuple[UnetStage, ...] = SHIPPED_STAGES
     # 'auto' trains on a CUDA GPU when one is at hand, else on the CPU. Batches, noise and timesteps are
     # drawn on the CPU either way, so a GPU run sees the same data as a CPU run (up to float rounding).
     device: str = "auto"
@@ -544,23 +554,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenes", type=int, default=defaults.scenes)
     parser.add_argument("--sheep", type=int, default=defaults.sheep, help="generic sheep scenes (UNet only)")
     parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps)
-    parser.add_argument("--unet-steps", type=int, default=defaults.unet_steps)
+    parser.add_argument("--unet-steps", type=int, default=None,
+                        help=f"train one UNet stage of this many steps instead of the shipped chain ({defaults.unet_steps} with --unet-lr or --tag-dropout alone)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--noise-offset", type=float, default=defaults.noise_offset)
     parser.add_argument("--vae-from", default=None, help="reuse the VAE of this toy-model folder")
     parser.add_argument("--unet-from", default=None, help="continue from the UNet and text encoder of this toy-model folder")
-    parser.add_argument("--unet-lr", type=float, default=defaults.unet_lr)
-    parser.add_argument("--tag-dropout", type=float, default=defaults.tag_dropout,
+    parser.add_argument("--unet-lr", type=float, default=None, help=f"one stage's LR (default {defaults.unet_lr:g})")
+    parser.add_argument("--tag-dropout", type=float, default=None,
                         help="chance to leave out each tag but the first (the most, with --tag-dropout-varies)")
-    parser.add_argument("--tag-dropout-varies", action=argparse.BooleanOptionalAction,
-                        default=defaults.tag_dropout_varies,
+    parser.add_argument("--tag-dropout-varies", action=argparse.BooleanOptionalAction, default=None,
                         help="draw each caption's dropout rate from U(0, --tag-dropout) (r8) instead of a fixed one (r7)")
     parser.add_argument("--full-captions-first", type=float, default=defaults.full_captions_first,
                         help="share of UNet steps (from the start) trained on whole captions, no tag dropout")
     parser.add_argument("--unet-heads", type=parse_heads, default=defaults.unet_heads,
                         help="attention heads per UNet attention layer: one count, or one per level ('2,8,8')")
     parser.add_argument("--stage", type=UnetStage.parse, action="append", default=None, metavar="STEPS:LR:DROPOUT[:fixed]",
-                        help="train the UNet in these stages, in turn (repeatable; replaces --unet-steps, --unet-lr, --tag-dropout)")
+                        help="train the UNet in these stages, in turn (repeatable; without it and without "
+                             "--unet-steps, --unet-lr, --tag-dropout the shipped chain: "
+                             + " ".join(st.text() for st in SHIPPED_STAGES) + ")")
     parser.add_argument("--white-sheep", action=argparse.BooleanOptionalAction, default=defaults.white_sheep,
                         help="also pretrain on white sheep (every look but the character's)")
     parser.add_argument("--device", default=defaults.device, help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1' …")
@@ -569,15 +581,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compare", type=Path, default=None,
                         help="afterwards, report how far the weights are from this toy-model folder (e.g. the shipped one)")
     args = parser.parse_args(argv)
+    one_stage = {"unet_steps": args.unet_steps, "unet_lr": args.unet_lr, "tag_dropout": args.tag_dropout,
+                 "tag_dropout_varies": args.tag_dropout_varies}
+    if args.stage:
+        stages = tuple(args.stage)
+    elif any(value is not None for value in one_stage.values()):
+        stages = ()  # the one stage those flags describe, the rest at their defaults
+    else:
+        stages = SHIPPED_STAGES
+    one_stage = {key: getattr(defaults, key) if value is None else value for key, value in one_stage.items()}
     settings = PretrainSettings(seed=args.seed, scenes=args.scenes, sheep=args.sheep, vae_steps=args.vae_steps,
-                                unet_steps=args.unet_steps, batch_size=args.batch_size, max_minutes=args.minutes,
+                                unet_steps=one_stage["unet_steps"], batch_size=args.batch_size, max_minutes=args.minutes,
                                 noise_offset=args.noise_offset,
-                                vae_from=args.vae_from, unet_from=args.unet_from, unet_lr=args.unet_lr,
-                                te_lr=args.unet_lr / 2, tag_dropout=args.tag_dropout,
-                                tag_dropout_varies=args.tag_dropout_varies,
+                                vae_from=args.vae_from, unet_from=args.unet_from, unet_lr=one_stage["unet_lr"],
+                                te_lr=one_stage["unet_lr"] / 2, tag_dropout=one_stage["tag_dropout"],
+                                tag_dropout_varies=one_stage["tag_dropout_varies"],
                                 full_captions_first=args.full_captions_first, unet_heads=args.unet_heads,
                                 white_sheep=args.white_sheep, device=args.device,
-                                stages=tuple(args.stage or ()))
+                                stages=stages)
 
     def log(line: str) -> None:
         print(line, flush=True)

@@ -181,6 +181,24 @@ def test_pretraining_runs_a_chain_of_stages_in_one_command(tmp_path, monkeypatch
         UnetStage.parse("3000:8e-4")
 
 
+def test_the_pretraining_command_trains_the_shipped_chain_unless_told_one_stage(tmp_path, monkeypatch):
+    import lora_studio.toy.pretrain as pretrain_module
+    from lora_studio.toy.pretrain import SHIPPED_STAGES, UnetStage
+
+    ran = []
+    monkeypatch.setattr(pretrain_module, "pretrain", lambda out, settings, log: ran.append(settings))
+    pretrain_module.main(["--out", str(tmp_path / "a")])
+    pretrain_module.main(["--out", str(tmp_path / "b"), "--unet-steps", "200", "--vae-steps", "100"])
+    pretrain_module.main(["--out", str(tmp_path / "c"), "--tag-dropout", "0"])
+    shipped, quick, whole = ran
+    assert shipped.stages == SHIPPED_STAGES and [st.unet_steps for st in shipped.unet_stages()] == [3000, 3500, 2000]
+    assert [st.text() for st in SHIPPED_STAGES] == ["3000:0.0008:0", "3500:0.0005:0.3:fixed", "2000:0.0005:0.8"]
+    assert [UnetStage.parse(st.text()) for st in SHIPPED_STAGES] == list(SHIPPED_STAGES)
+    assert quick.stages == () and quick.unet_stages() == [quick] and quick.unet_steps == 200
+    assert quick.unet_lr == 8e-4 and quick.tag_dropout == 0.8 and quick.tag_dropout_varies
+    assert whole.stages == () and whole.unet_steps == 3000 and whole.tag_dropout == 0
+
+
 def test_pretraining_picks_the_gpu_when_there_is_one():
     from lora_studio.toy.pretrain import training_device
 
