@@ -581,24 +581,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compare", type=Path, default=None,
                         help="afterwards, report how far the weights are from this toy-model folder (e.g. the shipped one)")
     args = parser.parse_args(argv)
-    one_stage = {"unet_steps": args.unet_steps, "unet_lr": args.unet_lr, "tag_dropout": args.tag_dropout,
-                 "tag_dropout_varies": args.tag_dropout_varies}
-    if args.stage:
-        stages = tuple(args.stage)
-    elif any(value is not None for value in one_stage.values()):
-        stages = ()  # the one stage those flags describe, the rest at their defaults
-    else:
-        stages = SHIPPED_STAGES
-    one_stage = {key: getattr(defaults, key) if value is None else value for key, value in one_stage.items()}
+    # Any one-stage flag means one stage (its other knobs at their defaults); none means the shipped chain.
+    given = {key: value for key, value in {"unet_steps": args.unet_steps, "unet_lr": args.unet_lr,
+                                            "tag_dropout": args.tag_dropout,
+                                            "tag_dropout_varies": args.tag_dropout_varies}.items() if value is not None}
+    stages = tuple(args.stage) if args.stage else () if given else SHIPPED_STAGES
     settings = PretrainSettings(seed=args.seed, scenes=args.scenes, sheep=args.sheep, vae_steps=args.vae_steps,
-                                unet_steps=one_stage["unet_steps"], batch_size=args.batch_size, max_minutes=args.minutes,
-                                noise_offset=args.noise_offset,
-                                vae_from=args.vae_from, unet_from=args.unet_from, unet_lr=one_stage["unet_lr"],
-                                te_lr=one_stage["unet_lr"] / 2, tag_dropout=one_stage["tag_dropout"],
-                                tag_dropout_varies=one_stage["tag_dropout_varies"],
+                                batch_size=args.batch_size, max_minutes=args.minutes, noise_offset=args.noise_offset,
+                                vae_from=args.vae_from, unet_from=args.unet_from, **given,
+                                te_lr=given.get("unet_lr", defaults.unet_lr) / 2,
                                 full_captions_first=args.full_captions_first, unet_heads=args.unet_heads,
-                                white_sheep=args.white_sheep, device=args.device,
-                                stages=stages)
+                                white_sheep=args.white_sheep, device=args.device, stages=stages)
 
     def log(line: str) -> None:
         print(line, flush=True)
