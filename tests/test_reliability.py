@@ -111,6 +111,11 @@ def test_a_worker_killed_at_ten_random_moments_always_resumes_and_never_leaves_a
             new = events_of(run_dir)[seen:]
             if after_step == 0:
                 return any(e["type"] == runfiles.RUNNING for e in new)
+            start = latest(new, runfiles.STARTED)
+            if start is not None and after_step <= start["start_step"]:
+                # This attempt resumed past the moment (its epoch was saved): the moment is now, before its
+                # first step, or a resume at the last epoch would run to the end before the kill.
+                return True
             return any(e["type"] in (runfiles.DONE, runfiles.ERROR) or (e["type"] == runfiles.STEP and
                        e["step"] >= after_step) for e in new)
 

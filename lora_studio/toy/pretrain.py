@@ -1,11 +1,10 @@
 """Pretrain the toy world's base model on procedural scenes and generic sheep (never the character), on a CPU.
 
-With no UNet flags it trains the shipped model's recipe (SHIPPED_STAGES: r8's three runs as three
-stages of one command; 62 min on 2 CPU cores). That gives "r8b", not r8 bit for bit: r8's runs drew an
-older "sitting on tree" and restarted the same batch seeds (benchmarks/toy_world.md, "Regenerating it"):
+With no UNet flags it trains the shipped model's recipe, r23 (42 min on 2 CPU cores, benchmarks/toy_world.md):
+SDXL's layout (no transformers at the 16x16 level, half the step time) and r8's three-stage chain at 10000 steps:
     python -m lora_studio.toy.pretrain --out /tmp/again --compare assets/toy-model   # regenerate and compare
-    python -m lora_studio.toy.pretrain --unet-heads 2,8,8 --stage 2400:8e-4:0 --stage 2800:5e-4:0.3:fixed \
-        --stage 1800:5e-4:0.8 --out /tmp/r21           # another chain (r21, 41 min on 2 cores)
+    python -m lora_studio.toy.pretrain --attention-levels 0,1 --stage 3000:8e-4:0 --stage 3500:5e-4:0.3:fixed \
+        --stage 2000:5e-4:0.8 --out /tmp/r8b           # SD1.5's layout and r8's chain (r8b, 62 min on 2 cores)
     python -m lora_studio.toy.pretrain --unet-steps 200 --vae-steps 100 --out /tmp/toy   # one quick stage
 
 Two stages, as Stable Diffusion was made: first the VAE learns to reconstruct 64x64 scenes
@@ -39,7 +38,7 @@ from typing import Callable
 from lora_studio import paths
 from lora_studio.toy.scenes import draw_abstract
 
-# Sizes chosen so the UNet trains ~3 steps/s at batch 16 on 2 CPU cores and the whole folder
+# Sizes chosen so the UNet trains ~5 steps/s at batch 16 on 2 CPU cores (r23) and the whole folder
 # stays under 20 MB in fp16; the text encoder is mostly its 49408-token embedding table.
 # The UNet's GroupNorms get 8 groups, 4+ channels each (SD1.5: 32 groups of 10+). With diffusers'
 # default of 32 groups its 32-channel layers, the output norm among them, normalise every channel
@@ -49,6 +48,9 @@ TOY_UNET = dict(block_out_channels=(32, 64, 128), layers_per_block=1, attention_
 TOY_VAE = dict(block_out_channels=(32, 32, 64), mid_block_add_attention=False)
 TOY_TEXT = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4)
 IMAGE_SIZE = 64
+# UNet levels with transformer blocks (0: the 32-channel 16x16 level; the mid block always has one).
+# SD1.5 has them on all levels but the lowest; SDXL dropped its highest-resolution one for cost.
+TOY_ATTENTION_LEVELS = (1,)
 
 
 @dataclass(frozen=True)
@@ -79,15 +81,15 @@ class UnetStage:
 
 # The shipped model's UNet chain: whole captions bind tags to what they draw, a fixed 0.3 dropout then
 # teaches partial captions, and captions of every length (dropout drawn from U(0, 0.8)) come last.
-# r8 was these three stages as three separate runs; r8b is them in one command (benchmarks/toy_world.md).
-# The VAE before them is the shipped one bit for bit (same code, seeds and thread count).
-SHIPPED_STAGES = (UnetStage(3000, 8e-4, 0.0), UnetStage(3500, 5e-4, 0.3, tag_dropout_varies=False),
-                  UnetStage(2000, 5e-4, 0.8))
+# r8 was three such stages as three runs (8500 steps, 8 heads on both attention levels, 62 min); r23 runs
+# them in one command, 18 % longer each, on SDXL's layout, in 42 min (benchmarks/toy_world.md, session 20).
+SHIPPED_STAGES = (UnetStage(3500, 8e-4, 0.0), UnetStage(4100, 5e-4, 0.3, tag_dropout_varies=False),
+                  UnetStage(2400, 5e-4, 0.8))
 
 
 @dataclass
 class PretrainSettings:
-    """Knobs of one pretraining run; the defaults are the shipped model's recipe (its VAE bit for bit)."""
+    """Knobs of one pretraining run; the defaults are the shipped model's recipe (r23)."""
 
     seed: int = 0
     scenes: int = 4000           # distinct scenes (and as many abstract images for the VAE); flips double them
@@ -119,6 +121,7 @@ class PretrainSettings:
     full_captions_first: float = 0.0
     # diffusers' attention_head_dim is the head count, one for all levels or one per down level.
     unet_heads: int | tuple[int, ...] = TOY_UNET["attention_head_dim"]
+    attention_levels: tuple[int, ...] = TOY_ATTENTION_LEVELS
     # White sheep in the pretraining mix (every look but hers): without them her LoRA must teach a fleece
     # colour the base never drew, and DAdaptation's d on the demo is ~30x SD1.5's scale.
     white_sheep: bool = False
@@ -139,7 +142,8 @@ class PretrainSettings:
                 for i, st in enumerate(self.stages)]
 
 
-def toy_components(seed: int = 0, unet_heads: int | tuple[int, ...] | None = None) -> dict:
+def toy_components(seed: int = 0, unet_heads: int | tuple[int, ...] | None = None,
+                   attention_levels: tuple[int, ...] = TOY_ATTENTION_LEVELS) -> dict:
     """The toy model's SD1.5-class modules with random weights, before pretraining."""
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
@@ -153,8 +157,8 @@ def toy_components(seed: int = 0, unet_heads: int | tuple[int, ...] | None = Non
     text_dim = TOY_TEXT["hidden_size"]
     unet = UNet2DConditionModel(
         sample_size=IMAGE_SIZE // 2 ** (vae_levels - 1), in_channels=4, out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D",) * (levels - 1) + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (levels - 1),
+        down_block_types=tuple("CrossAttnDownBlock2D" if i in attention_levels else "DownBlock2D" for i in range(levels)),
+        up_block_types=tuple("CrossAttnUpBlock2D" if i in attention_levels else "UpBlock2D" for i in reversed(range(levels))),
         cross_attention_dim=text_dim,
         **{**TOY_UNET, "attention_head_dim": unet_heads_config(unet_heads or TOY_UNET["attention_head_dim"])},
     )
@@ -495,7 +499,7 @@ def pretrain(out: Path, s: PretrainSettings, log: Callable[[str], None] = print)
     clock = Clock(s.max_minutes)
     device = training_device(s.device)
     log(f"toy pretrain: {asdict(s)} device={device} threads={torch.get_num_threads()}")
-    components = toy_components(s.seed, s.unet_heads)
+    components = toy_components(s.seed, s.unet_heads, s.attention_levels)
     # The VAE learns from scenes and abstract shapes only (SD's VAE did not learn from the UNet's data
     # either); the UNet also learns generic sheep, as SD1.5 knows 'sheep' before any character LoRA.
     images, tags = draw_pretraining_scenes(s.scenes, s.seed, s.sheep, s.white_sheep)
@@ -569,6 +573,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="share of UNet steps (from the start) trained on whole captions, no tag dropout")
     parser.add_argument("--unet-heads", type=parse_heads, default=defaults.unet_heads,
                         help="attention heads per UNet attention layer: one count, or one per level ('2,8,8')")
+    parser.add_argument("--attention-levels", type=lambda t: tuple(int(x) for x in t.split(",")),
+                        default=defaults.attention_levels,
+                        help="UNet levels with transformer blocks: '0,1' (SD1.5's layout) or '1' (SDXL's: none at the "
+                             "16x16 level, half the step time)")
     parser.add_argument("--stage", type=UnetStage.parse, action="append", default=None, metavar="STEPS:LR:DROPOUT[:fixed]",
                         help="train the UNet in these stages, in turn (repeatable; without it and without "
                              "--unet-steps, --unet-lr, --tag-dropout the shipped chain: "
@@ -591,6 +599,7 @@ def main(argv: list[str] | None = None) -> None:
                                 vae_from=args.vae_from, unet_from=args.unet_from, **given,
                                 te_lr=given.get("unet_lr", defaults.unet_lr) / 2,
                                 full_captions_first=args.full_captions_first, unet_heads=args.unet_heads,
+                                attention_levels=args.attention_levels,
                                 white_sheep=args.white_sheep, device=args.device, stages=stages)
 
     def log(line: str) -> None:

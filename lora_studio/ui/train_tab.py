@@ -238,7 +238,10 @@ def build(demo: gr.Blocks, defaults: TrainConfig, default_preset: str) -> TrainT
             return show(w)
         jobs.stop(w.job)
         w.notice_job = w.job
-        return {**show(w), form_message: "Stopping after the current step (its state is saved for Resume)…"}
+        # The panel is left to the timer: a reply carrying the status read here ("running") could land after
+        # the tick that showed "stopped", and a stopped run has no later event to correct it.
+        return {panel.stop: gr.update(interactive=False), watch: w,
+                form_message: "Stopping after the current step (its state is saved for Resume)…"}
 
     def on_resume(w: monitor.Watch) -> dict:
         try:

@@ -181,6 +181,25 @@ def test_pretraining_runs_a_chain_of_stages_in_one_command(tmp_path, monkeypatch
         UnetStage.parse("3000:8e-4")
 
 
+def test_pretraining_can_leave_attention_off_the_largest_level_as_sdxl_does(tmp_path):
+    # The 16x16 level's self-attention is ~40 % of a step at 8 heads (benchmarks/toy_world.md); SDXL drops
+    # its highest-resolution transformers for the same reason. A LoRA still finds kohya's layers in the rest.
+    from lora_studio.models.load import load_diffusers_folder
+    from lora_studio.train.network import UNET_BLOCKS, kohya_targets
+    from lora_studio.toy.pretrain import main
+
+    main(["--out", str(tmp_path / "sdxl"), "--scenes", "8", "--sheep", "8", "--vae-steps", "1", "--unet-steps", "2",
+          "--batch-size", "2", "--attention-levels", "1"])
+    config = json.loads((tmp_path / "sdxl" / "unet" / "config.json").read_text())
+    assert config["down_block_types"] == ["DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]
+    assert config["up_block_types"] == ["UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]
+    unet = load_diffusers_folder(tmp_path / "sdxl").unet
+    targets = kohya_targets(unet, UNET_BLOCKS)
+    assert targets and not any(t.startswith(("down_blocks.0.", "up_blocks.2.")) for t in targets)
+    settings = json.loads((tmp_path / "sdxl" / "toy_pretrain.json").read_text())["settings"]
+    assert settings["attention_levels"] == [1]
+
+
 def test_the_pretraining_command_trains_the_shipped_chain_unless_told_one_stage(tmp_path, monkeypatch):
     import lora_studio.toy.pretrain as pretrain_module
     from lora_studio.toy.pretrain import SHIPPED_STAGES, UnetStage
@@ -188,11 +207,12 @@ def test_the_pretraining_command_trains_the_shipped_chain_unless_told_one_stage(
     ran = []
     monkeypatch.setattr(pretrain_module, "pretrain", lambda out, settings, log: ran.append(settings))
     pretrain_module.main(["--out", str(tmp_path / "a")])
+    assert ran[0].attention_levels == (1,)  # SDXL's layout: no transformers at the 16x16 level
     pretrain_module.main(["--out", str(tmp_path / "b"), "--unet-steps", "200", "--vae-steps", "100"])
     pretrain_module.main(["--out", str(tmp_path / "c"), "--tag-dropout", "0"])
     shipped, quick, whole = ran
-    assert shipped.stages == SHIPPED_STAGES and [st.unet_steps for st in shipped.unet_stages()] == [3000, 3500, 2000]
-    assert [st.text() for st in SHIPPED_STAGES] == ["3000:0.0008:0", "3500:0.0005:0.3:fixed", "2000:0.0005:0.8"]
+    assert shipped.stages == SHIPPED_STAGES and [st.unet_steps for st in shipped.unet_stages()] == [3500, 4100, 2400]
+    assert [st.text() for st in SHIPPED_STAGES] == ["3500:0.0008:0", "4100:0.0005:0.3:fixed", "2400:0.0005:0.8"]
     assert [UnetStage.parse(st.text()) for st in SHIPPED_STAGES] == list(SHIPPED_STAGES)
     assert quick.stages == () and quick.unet_stages() == [quick] and quick.unet_steps == 200
     assert quick.unet_lr == 8e-4 and quick.tag_dropout == 0.8 and quick.tag_dropout_varies
