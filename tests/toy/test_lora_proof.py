@@ -108,4 +108,5 @@ def test_find_lr_then_start_on_the_demo_gives_a_lora_that_shows_her(tmp_path, mo
     assert probe["probe_epochs"] == 6 and probe["probe_images"] == 456
     # r8 with a one-epoch probe (session 8): d·lr 0.0246 → Lion 8.2e-3, 0 of 6; six epochs: 0.0114 → 3.8e-3, 4 of 6;
     # pruned captions, kohya's layers, 7 epochs (session 17): 0.0082 → 2.7e-3, 6 of 6
+    # r23, TE ÷ 3 (session 20): 0.0096 → 3.2e-3, 4 of 6
     assert counts["tibbie"] >= 4
