@@ -192,6 +192,11 @@ def parse_heads(text: str) -> int | tuple[int, ...]:
     return counts[0] if len(counts) == 1 else counts
 
 
+def parse_levels(text: str) -> tuple[int, ...]:
+    """'1' or '0,1': the UNet levels that get transformer blocks (0 is the largest, 16x16)."""
+    return tuple(int(part) for part in text.split(","))
+
+
 def draw_pretraining_scenes(n: int, seed: int, sheep: int = 0, white_sheep: bool = False):
     """n base scenes, then `sheep` generic sheep scenes, as a uint8 tensor (n, 3, 64, 64) and their tag lists."""
     from lora_studio.toy.scenes import base_scenes
@@ -573,7 +578,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="share of UNet steps (from the start) trained on whole captions, no tag dropout")
     parser.add_argument("--unet-heads", type=parse_heads, default=defaults.unet_heads,
                         help="attention heads per UNet attention layer: one count, or one per level ('2,8,8')")
-    parser.add_argument("--attention-levels", type=lambda t: tuple(int(x) for x in t.split(",")),
+    parser.add_argument("--attention-levels", type=parse_levels,
                         default=defaults.attention_levels,
                         help="UNet levels with transformer blocks: '0,1' (SD1.5's layout) or '1' (SDXL's: none at the "
                              "16x16 level, half the step time)")

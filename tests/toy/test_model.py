@@ -207,10 +207,10 @@ def test_the_pretraining_command_trains_the_shipped_chain_unless_told_one_stage(
     ran = []
     monkeypatch.setattr(pretrain_module, "pretrain", lambda out, settings, log: ran.append(settings))
     pretrain_module.main(["--out", str(tmp_path / "a")])
-    assert ran[0].attention_levels == (1,)  # SDXL's layout: no transformers at the 16x16 level
     pretrain_module.main(["--out", str(tmp_path / "b"), "--unet-steps", "200", "--vae-steps", "100"])
     pretrain_module.main(["--out", str(tmp_path / "c"), "--tag-dropout", "0"])
     shipped, quick, whole = ran
+    assert shipped.attention_levels == (1,)  # SDXL's layout: no transformers at the 16x16 level
     assert shipped.stages == SHIPPED_STAGES and [st.unet_steps for st in shipped.unet_stages()] == [3500, 4100, 2400]
     assert [st.text() for st in SHIPPED_STAGES] == ["3500:0.0008:0", "4100:0.0005:0.3:fixed", "2400:0.0005:0.8"]
     assert [UnetStage.parse(st.text()) for st in SHIPPED_STAGES] == list(SHIPPED_STAGES)
